@@ -1,0 +1,3 @@
+from recipe_opt.cli import main
+
+main()

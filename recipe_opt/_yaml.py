@@ -1,0 +1,85 @@
+"""Safe YAML loading and pydantic-error formatting shared by the config floor.
+
+YAML is data here: `yaml.safe_load` only, nothing in a file is evaluated as code.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from recipe_opt.exceptions import ConfigError, ConfigProblem
+
+__all__ = ["load_yaml_mapping", "problems_from_validation_error", "validate_model"]
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def load_yaml_mapping(path: str | Path) -> dict[str, Any]:
+    """Read a YAML file that must hold a mapping; any failure is a one-line `ConfigError`."""
+    source = str(path)
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError.single(source, "", "file not found" if not p.exists() else "not a file")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError.single(source, where, f"not valid YAML: {problem}") from None
+    except UnicodeDecodeError:
+        raise ConfigError.single(source, "", "not a UTF-8 text file") from None
+    if data is None:
+        raise ConfigError.single(source, "", "file is empty")
+    if not isinstance(data, dict):
+        raise ConfigError.single(source, "", f"top level must be a mapping, but got {type(data).__name__}")
+    return data
+
+
+def _format_loc(loc: tuple[int | str, ...]) -> str:
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        # pydantic puts the tag of a tagged union / the function name of a validator in the path;
+        # users never wrote those, so they are dropped.
+        elif item.startswith(("function-", "type=")) or "[" in item:
+            continue
+        else:
+            parts.append(("." if parts else "") + item)
+    return "".join(parts)
+
+
+def problems_from_validation_error(source: str, exc: ValidationError) -> list[ConfigProblem]:
+    problems: list[ConfigProblem] = []
+    seen: set[tuple[str, str]] = set()
+    for err in exc.errors(include_url=False):
+        field = _format_loc(tuple(err["loc"]))
+        kind = err["type"]
+        if kind == "extra_forbidden":
+            message = "unknown key"
+        elif kind == "missing":
+            message = "required field is missing"
+        else:
+            message = err["msg"]
+            if message.startswith("Value error, "):
+                message = message[len("Value error, ") :]
+            if "input" in err and kind not in ("model_type", "dict_type") and message:
+                shown = repr(err["input"])
+                if len(shown) <= 60 and shown not in message:
+                    message += f" (got {shown})"
+        if (field, message) not in seen:
+            seen.add((field, message))
+            problems.append(ConfigProblem(source, field, message))
+    return problems
+
+
+def validate_model(model: type[M], data: dict[str, Any], source: str) -> M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(problems_from_validation_error(source, exc)) from None

@@ -1,0 +1,373 @@
+"""`recipe-opt` command line.
+
+Heavy libraries (torch, transformers, peft, lm-eval) are imported inside the commands that need
+them, so `recipe-opt --help` and `recipe-opt validate` start in well under a second.
+
+Exit status: 0 success, 1 the search ran but every trial failed, 2 bad input (config, data,
+model, storage) — reported as one line per problem, naming the file and the field.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from recipe_opt.exceptions import ConfigError, RecipeOptError
+
+if TYPE_CHECKING:
+    import optuna
+
+    from recipe_opt.config import StudyConfig
+    from recipe_opt.space import SearchSpace
+    from recipe_opt.study import SelectedRecipe
+
+app = typer.Typer(
+    name="recipe-opt",
+    help="Search the training recipe for the next update of a deployed LLM.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+demo_app = typer.Typer(help="The embedded offline demo world.", no_args_is_help=True)
+app.add_typer(demo_app, name="demo")
+
+# Piped output (CI logs, `| tee`) gets 140 columns instead of rich's 80 so the Pareto table fits.
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 140)
+err = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 140)
+
+
+def _fail(exc: RecipeOptError) -> typer.Exit:
+    lines = [str(p) for p in exc.problems] if isinstance(exc, ConfigError) else [str(exc)]
+    for line in lines:
+        err.print(f"[bold red]error:[/] {escape(line)}", soft_wrap=True)
+    return typer.Exit(code=2)
+
+
+def _quiet_libraries() -> None:
+    """Keep the terminal for recipe-opt's own progress: library INFO logs and bars off."""
+    import logging
+    import warnings
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    for name in ("transformers", "peft", "accelerate", "datasets", "lm_eval", "lm-eval", "optuna"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    try:
+        import datasets
+
+        datasets.disable_progress_bars()
+        datasets.logging.set_verbosity_error()
+    except ImportError:  # pragma: no cover - datasets comes with lm-eval
+        pass
+    import transformers
+
+    transformers.logging.set_verbosity_error()  # type: ignore[no-untyped-call]
+    transformers.logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+    warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
+    warnings.filterwarnings("ignore", message=".*GPSampler.*greenlet.*")
+
+
+def _load(config: Path) -> tuple[StudyConfig, SearchSpace]:
+    from recipe_opt.config import load_study_config
+    from recipe_opt.space import load_search_space
+
+    cfg = load_study_config(config)
+    space = load_search_space(cfg.search_space_path, list(cfg.sources.new))
+    return cfg, space
+
+
+# ---- demo -------------------------------------------------------------------------------------
+@demo_app.command("init")
+def demo_init(
+    directory: Annotated[Path, typer.Argument(help="Where to build the world (must be empty or absent).")] = Path(
+        "demo_world"
+    ),
+    seed: Annotated[int, typer.Option(help="Seed for data, tokenizer and pre-training.")] = 0,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing world.")] = False,
+) -> None:
+    """Build the offline demo world: tokenizer, tiny Llama v0 pre-trained on old tasks, data, eval sets."""
+    import shutil
+
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    if directory.exists() and any(directory.iterdir()):
+        if not force:
+            err.print(f"[bold red]error:[/] {escape(str(directory))}: exists and is not empty (use --force to rebuild)")
+            raise typer.Exit(2)
+        if not (directory / "world.json").is_file():
+            err.print(
+                f"[bold red]error:[/] {escape(str(directory))}: "
+                "--force only replaces a demo world (no world.json there)"
+            )
+            raise typer.Exit(2)
+        shutil.rmtree(directory)
+    _quiet_libraries()
+    import torch
+
+    from recipe_opt.demo import DemoWorldConfig, build_world
+
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=console,
+    ) as bar:
+        task = bar.add_task("building demo world", total=DemoWorldConfig().pretrain_steps)
+
+        def progress(message: str, done: int, total: int) -> None:
+            bar.update(task, description=message, completed=done, total=total)
+
+        summary = build_world(directory, DemoWorldConfig(seed=seed), progress=progress)
+    acc = ", ".join(f"{k} {v:.2f}" for k, v in summary.base_accuracy.items())
+    console.print(
+        f"demo world in [bold]{escape(str(summary.root))}[/]: v0 = Llama with {summary.n_parameters:,} parameters, "
+        f"pre-trained in {summary.pretrain_seconds:.0f} s"
+    )
+    console.print(f"base exact match: {acc}")
+    console.print("next: recipe-opt search studies/demo.yaml")
+
+
+# ---- validate ---------------------------------------------------------------------------------
+@app.command()
+def validate(
+    files: Annotated[list[Path], typer.Argument(help="Study configs and/or search-space files.")],
+) -> None:
+    """Check study configs and search spaces; report every problem at once (exit 2 if any)."""
+    from recipe_opt._yaml import load_yaml_mapping
+    from recipe_opt.config import load_study_config
+    from recipe_opt.evaluate import find_tasks
+    from recipe_opt.exceptions import ConfigProblem, EvaluationError
+    from recipe_opt.space import load_search_space
+
+    problems: list[str] = []
+    for path in files:
+        try:
+            raw = load_yaml_mapping(path)
+            if "search_space" in raw or "base_model" in raw:
+                cfg = load_study_config(path)
+                space = load_search_space(cfg.search_space_path, list(cfg.sources.new))
+                ev = cfg.evaluation
+                names = [*ev.new_task.tasks, *(t for s in ev.retention for t in s.tasks)]
+                try:
+                    find_tasks(cfg.tasks_dir_path, names, cfg.data_root_path)
+                except EvaluationError as exc:
+                    raise ConfigError([ConfigProblem(str(path), "evaluation", str(exc))]) from None
+                kind = f"study config ({len(cfg.sources.new)} new sources, {len(ev.retention)} retention suites)"
+            else:
+                space = load_search_space(path, None)
+                kind = "search space"
+            console.print(f"[green]ok[/] {escape(str(path))}: {kind}")
+            for name, domain in space.describe():
+                console.print(f"    {name:<18} {escape(domain)}")
+        except ConfigError as exc:
+            problems.extend(str(p) for p in exc.problems)
+        except RecipeOptError as exc:
+            problems.append(f"{path}: {exc}")
+    for line in problems:
+        err.print(f"[bold red]error:[/] {escape(line)}", soft_wrap=True)
+    if problems:
+        raise typer.Exit(2)
+
+
+# ---- search -----------------------------------------------------------------------------------
+class _RichReporter:
+    """Renders study progress: a bar over trials and one over the running trial's steps."""
+
+    def __init__(self, progress: Any, n_trials: int | None, objectives: Sequence[str]) -> None:
+        self.progress = progress
+        self.objectives = objectives
+        self.trials_task = progress.add_task("trials", total=n_trials)
+        self.steps_task = progress.add_task("proxy training", total=1, visible=False)
+
+    def phase(self, message: str) -> None:
+        self.progress.console.print(f"[dim]·[/] {escape(message)}")
+
+    def trial_started(self, number: int, recipe: Any, proxy_steps: int) -> None:
+        self.progress.update(
+            self.steps_task,
+            description=f"trial {number}: proxy training",
+            completed=0,
+            total=proxy_steps,
+            visible=True,
+        )
+
+    def step(self, done: int, total: int, loss: float) -> None:
+        if done == total or done % 5 == 0:
+            self.progress.update(self.steps_task, completed=done, description=f"proxy training (loss {loss:.3f})")
+
+    def trial_finished(self, summary: Any) -> None:
+        self.progress.update(self.steps_task, visible=False)
+        self.progress.advance(self.trials_task)
+        if summary.state == "COMPLETE":
+            v = summary.values
+            vals = f"gain {v['gain']:+.3f}  forgetting {v['forgetting']:+.3f}  cost {v['cost']:.3g} TFLOP"
+            colour = "green"
+        else:
+            vals = escape(summary.reason or "")
+            colour = "yellow" if summary.state == "PRUNED" else "red"
+        recipe = escape(summary.recipe.summary()) if summary.recipe else ""
+        self.progress.console.print(
+            f"[{colour}]trial {summary.number:>3} {summary.state:<8}[/] {vals}  "
+            f"[dim]({summary.seconds:.1f} s) {recipe}[/]",
+            soft_wrap=True,
+        )
+
+
+def _pareto_table(study: optuna.Study, selected: SelectedRecipe | None) -> Table:
+    from recipe_opt.recipe import Recipe
+    from recipe_opt.study import ATTR_RECIPE, pareto_front, trial_values
+
+    table = Table(
+        title=f"Pareto front of {study.study_name} ({len(study.best_trials)} trials)",
+        title_justify="left",
+    )
+    for col in (
+        "trial",
+        "gain ↑",
+        "forgetting ↓",
+        "cost TFLOP ↓",
+        "mixture",
+        "replay",
+        "peak LR",
+        "schedule",
+        "rank",
+        "steps",
+    ):
+        table.add_column(col, justify="right" if col not in ("mixture", "schedule") else "left")
+    for t in sorted(pareto_front(study), key=lambda t: -trial_values(t)["gain"]):
+        v = trial_values(t)
+        r = Recipe.from_dict(t.user_attrs[ATTR_RECIPE])
+        mark = " ★" if selected and selected.trial_number == t.number else ""
+        table.add_row(
+            f"{t.number}{mark}",
+            f"{v['gain']:+.3f}",
+            f"{v['forgetting']:+.3f}",
+            f"{v['cost']:.3g}",
+            " ".join(f"{k}={w:.2f}" for k, w in r.mixture.weights),
+            f"{r.replay.ratio:.2f}",
+            f"{r.schedule.peak_lr:.1e}",
+            r.schedule.shape,
+            str(r.adapter.rank),
+            str(r.budget.steps),
+        )
+    return table
+
+
+@app.command()
+def search(
+    config: Annotated[Path, typer.Argument(help="Study config YAML (e.g. studies/demo.yaml).")],
+    n_trials: Annotated[
+        int | None,
+        typer.Option("--n-trials", min=1, help="Total finished trials to reach (overrides the config)."),
+    ] = None,
+    timeout: Annotated[float | None, typer.Option(min=1, help="Stop starting trials after this many seconds.")] = None,
+    report: Annotated[bool, typer.Option(help="Write the HTML report when the search ends.")] = True,
+) -> None:
+    """Run (or resume) the study: proxy fine-tunes scored by gain, forgetting and cost."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    try:
+        cfg, space = _load(config)
+    except RecipeOptError as exc:
+        raise _fail(exc) from None
+    _quiet_libraries()
+    import optuna
+    import torch
+
+    from recipe_opt.study import StudyRunner, record_selection, select_recipe
+
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    started = time.perf_counter()
+    target = n_trials or cfg.trials.n_trials
+    console.print(
+        f"study [bold]{cfg.name}[/]: {target or 'unbounded'} trials, sampler {cfg.sampler.name}, "
+        f"objectives {', '.join(cfg.objectives)}, storage {escape(cfg.storage_url)}"
+    )
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    ) as progress:
+        reporter = _RichReporter(progress, target, cfg.objectives)
+        runner = StudyRunner(cfg, space, reporter)
+        try:
+            study = runner.run(n_trials=n_trials, timeout=timeout)
+        except RecipeOptError as exc:
+            raise _fail(exc) from None
+    states = {s: len(study.get_trials(deepcopy=False, states=(s,))) for s in optuna.trial.TrialState}
+    n_complete = states[optuna.trial.TrialState.COMPLETE]
+    n_failed = states[optuna.trial.TrialState.FAIL]
+    n_pruned = states[optuna.trial.TrialState.PRUNED]
+    if n_complete == 0:
+        err.print(f"[bold red]error:[/] no trial completed ({n_failed} failed, {n_pruned} pruned); nothing to select")
+        raise typer.Exit(1)
+    selected = select_recipe(study, cfg)
+    try:
+        recipe_path, _ = record_selection(cfg, study, space, selected)
+    except RecipeOptError as exc:
+        raise _fail(exc) from None
+    console.print(_pareto_table(study, selected))
+    console.print(f"[bold]selected trial {selected.trial_number}[/]: {escape(selected.recipe.summary())}")
+    console.print(f"  rule: {escape(selected.rule)}")
+    console.print(f"  why:  {escape(selected.reason)}")
+    console.print(
+        f"  recipe written to {escape(str(recipe_path))} and to the lineage store "
+        f"({cfg.family}/{cfg.base_version} -> {cfg.name})"
+    )
+    if report:
+        from recipe_opt.report import write_report
+
+        html = write_report(study, cfg.output_path)
+        console.print(f"  report: {escape(str(html))}")
+    console.print(
+        f"{n_complete} complete, {n_pruned} pruned, {n_failed} failed in {time.perf_counter() - started:.0f} s"
+    )
+
+
+@app.command("report")
+def report_cmd(config: Annotated[Path, typer.Argument(help="Study config YAML.")]) -> None:
+    """(Re)write the HTML report of a study from its storage, without running trials."""
+    import optuna
+
+    from recipe_opt.config import load_study_config
+    from recipe_opt.report import write_report
+
+    try:
+        cfg = load_study_config(config, check_paths=False)
+        db = cfg.storage_url.removeprefix("sqlite:///")
+        if cfg.storage_url.startswith("sqlite:///") and not Path(db).is_file():
+            err.print(
+                f"[bold red]error:[/] {escape(str(config))}: no study database at {escape(db)} "
+                "(run `recipe-opt search` first)"
+            )
+            raise typer.Exit(2)
+        study = optuna.load_study(study_name=cfg.name, storage=cfg.storage_url)
+    except RecipeOptError as exc:
+        raise _fail(exc) from None
+    except KeyError:
+        err.print(
+            f"[bold red]error:[/] {escape(str(config))}: study {cfg.name!r} not found in {escape(cfg.storage_url)}"
+        )
+        raise typer.Exit(2) from None
+    console.print(f"report: {escape(str(write_report(study, cfg.output_path)))}")
+
+
+def main() -> None:
+    try:
+        app()
+    except RecipeOptError as exc:  # anything a command did not catch itself
+        code = _fail(exc).exit_code
+        sys.exit(code)

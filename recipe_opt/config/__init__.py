@@ -1,0 +1,29 @@
+"""Study configs: validated YAML describing one update cycle's search."""
+
+from recipe_opt.config._study import (
+    OBJECTIVES,
+    EvaluationConfig,
+    ProxyConfig,
+    ReplayPoolConfig,
+    SamplerConfig,
+    SelectionConfig,
+    SourceConfig,
+    StudyConfig,
+    SuiteConfig,
+    TrialBudget,
+    load_study_config,
+)
+
+__all__ = [
+    "OBJECTIVES",
+    "EvaluationConfig",
+    "ProxyConfig",
+    "ReplayPoolConfig",
+    "SamplerConfig",
+    "SelectionConfig",
+    "SourceConfig",
+    "StudyConfig",
+    "SuiteConfig",
+    "TrialBudget",
+    "load_study_config",
+]

@@ -1,0 +1,192 @@
+"""Offline HTML report of a study: the Pareto front (plotly) and the trial table.
+
+`reports/<study>/index.html` loads `plotly.min.js` from beside it (plotly's
+`include_plotlyjs="directory"`), so it opens with no network and no server. Every user-supplied
+string (study, suite and source names, paths, recipes) is HTML-escaped.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from recipe_opt.recipe import Recipe
+from recipe_opt.study import ATTR_BASE_EVAL, ATTR_METRICS, ATTR_RECIPE, pareto_front, trial_values
+
+__all__ = ["recipe_hover", "write_report"]
+
+
+def recipe_hover(recipe: Recipe) -> str:
+    """Multi-line hover text (plotly's `<br>`) describing a recipe; escaped."""
+    e = html.escape
+    mix = ", ".join(f"{e(k)} {v:.2f}" for k, v in recipe.mixture.weights)
+    lines = [
+        f"mixture: {mix}",
+        f"replay ratio: {recipe.replay.ratio:.3f}",
+        f"peak LR: {recipe.schedule.peak_lr:.2e} "
+        f"({e(recipe.schedule.shape)}, warmup {recipe.schedule.warmup_fraction:.2f})",
+        f"LoRA: r={recipe.adapter.rank}, alpha={recipe.adapter.alpha:g}, dropout {recipe.adapter.dropout:g}",
+        f"targets: {e(', '.join(recipe.adapter.target_modules))}",
+        f"full update: {recipe.budget.steps} steps x {recipe.budget.batch_size}",
+        f"recipe {recipe.short_hash}",
+    ]
+    return "<br>".join(lines)
+
+
+def _pareto_figure(study: optuna.Study, selected: int | None) -> Any:
+    import plotly.graph_objects as go
+
+    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    front = {t.number for t in pareto_front(study)} if complete else set()
+    rows = []
+    for t in complete:
+        v = trial_values(t)
+        r = Recipe.from_dict(t.user_attrs[ATTR_RECIPE])
+        rows.append((t.number, v, r))
+    costs = [v.get("cost", 0.0) for _, v, _ in rows]
+    fig = go.Figure()
+    for on_front, name, symbol, size, opacity in (
+        (False, "dominated", "circle-open", 9, 0.55),
+        (True, "Pareto front", "circle", 13, 1.0),
+    ):
+        pts = [(n, v, r) for n, v, r in rows if (n in front) == on_front]
+        if not pts:
+            continue
+        fig.add_trace(
+            go.Scatter(
+                x=[v["gain"] for _, v, _ in pts],
+                y=[v["forgetting"] for _, v, _ in pts],
+                mode="markers",
+                name=name,
+                opacity=opacity,
+                marker={
+                    "symbol": symbol,
+                    "size": size,
+                    "color": [v.get("cost", 0.0) for _, v, _ in pts],
+                    "colorscale": "Viridis",
+                    "cmin": min(costs),
+                    "cmax": max(costs),
+                    "showscale": on_front,
+                    "colorbar": {"title": {"text": "cost<br>(TFLOP, full update)"}},
+                    "line": {"width": 1, "color": "#333"},
+                },
+                text=[
+                    f"<b>trial {n}</b><br>gain {v['gain']:+.3f} · forgetting {v['forgetting']:+.3f} · "
+                    f"cost {v.get('cost', float('nan')):.3g} TFLOP<br>{recipe_hover(r)}"
+                    for n, v, r in pts
+                ],
+                hovertemplate="%{text}<extra></extra>",
+            )
+        )
+    sel = [(n, v, r) for n, v, r in rows if n == selected]
+    if sel:
+        n, v, r = sel[0]
+        fig.add_trace(
+            go.Scatter(
+                x=[v["gain"]],
+                y=[v["forgetting"]],
+                mode="markers",
+                name=f"selected (trial {n})",
+                marker={
+                    "symbol": "star",
+                    "size": 22,
+                    "color": "#d62728",
+                    "line": {"width": 1, "color": "#000"},
+                },
+                text=[f"<b>selected: trial {n}</b><br>{recipe_hover(r)}"],
+                hovertemplate="%{text}<extra></extra>",
+            )
+        )
+    fig.update_layout(
+        title="Pareto front: new-task gain vs forgetting (colour: projected cost of the full update)",
+        xaxis_title="new-task gain (exact match, after - before) →  better",
+        yaxis_title="forgetting (weighted retention drop) ↓  better",
+        template="plotly_white",
+        height=560,
+        legend={"orientation": "h", "y": -0.18},
+    )
+    return fig
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "" if value is None else format(value, spec)
+
+
+def _table(study: optuna.Study) -> str:
+    e = html.escape
+    head = (
+        "<tr><th>trial</th><th>state</th><th>gain</th><th>forgetting</th><th>cost (TFLOP)</th>"
+        "<th>train s</th><th>recipe</th><th>note</th></tr>"
+    )
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        v = trial_values(t)
+        train = (t.user_attrs.get(ATTR_METRICS) or {}).get("train", {})
+        cells = [
+            str(t.number),
+            e(t.state.name),
+            _fmt(v.get("gain"), "+.3f"),
+            _fmt(v.get("forgetting"), "+.3f"),
+            _fmt(v.get("cost"), ".3g"),
+            _fmt(train.get("train_seconds"), ".1f"),
+            f"<code>{e(str(t.user_attrs.get('summary', '')))}</code>",
+            e(str(t.user_attrs.get("failure", ""))),
+        ]
+        rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    return f"<table>{head}{''.join(rows)}</table>"
+
+
+def write_report(study: optuna.Study, out_dir: str | Path) -> Path:
+    """Write `out_dir/index.html` (+ plotly.min.js) for `study`; returns the HTML path."""
+    import plotly.io as pio
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    e = html.escape
+    selection = study.user_attrs.get("selection") or {}
+    selected = selection.get("trial_number")
+    fig = _pareto_figure(study, selected)
+    plot = pio.to_html(fig, include_plotlyjs="directory", full_html=False, div_id="pareto-front")
+    base = study.user_attrs.get(ATTR_BASE_EVAL, {}).get("suites", {})
+    base_rows = "".join(f"<tr><td>{e(k)}</td><td>{v:.3f}</td></tr>" for k, v in base.items())
+    sel_html = ""
+    if selection and selected is not None:
+        sel_html = (
+            f"<h2>Selected recipe: trial {int(selected)}</h2>"
+            f"<p><b>Rule:</b> {e(selection.get('rule', ''))}</p>"
+            f"<p><b>Why:</b> {e(selection.get('reason', ''))}</p>"
+            f"<p>Recipe file: <code>{e(selection.get('recipe_file', ''))}</code> "
+            f"(hash <code>{e(str(selection.get('recipe_hash', ''))[:12])}</code>)</p>"
+        )
+    counts: dict[str, int] = {}
+    for t in study.get_trials(deepcopy=False):
+        counts[t.state.name] = counts.get(t.state.name, 0) + 1
+    doc = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<title>recipe-opt report: {e(study.study_name)}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }}
+table {{ border-collapse: collapse; font-size: 13px; margin: 1em 0; }}
+td, th {{ border: 1px solid #ddd; padding: 3px 8px; text-align: left; }}
+th {{ background: #f4f4f4; }}
+code {{ font-size: 12px; }}
+</style></head><body>
+<h1>recipe-opt study <code>{e(study.study_name)}</code></h1>
+<p>Trials: {e(json.dumps(counts))}. Objectives: {e(", ".join(study.user_attrs.get("objectives", [])))}.</p>
+{sel_html}
+{plot}
+<h2>Base model scores (before the update)</h2>
+<table><tr><th>suite</th><th>score</th></tr>{base_rows}</table>
+<h2>All trials</h2>
+{_table(study)}
+</body></html>
+"""
+    path = out / "index.html"
+    tmp = out / "index.html.tmp"
+    tmp.write_text(doc, encoding="utf-8")
+    tmp.replace(path)
+    return path
