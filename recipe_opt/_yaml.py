@@ -13,7 +13,7 @@ from pydantic import BaseModel, ValidationError
 
 from recipe_opt.exceptions import ConfigError, ConfigProblem
 
-__all__ = ["load_yaml_mapping", "problems_from_validation_error", "validate_model"]
+__all__ = ["load_yaml_mapping", "problems_from_validation_error", "validate_fields", "validate_model"]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -76,6 +76,36 @@ def problems_from_validation_error(source: str, exc: ValidationError) -> list[Co
             seen.add((field, message))
             problems.append(ConfigProblem(source, field, message))
     return problems
+
+
+def validate_fields(
+    model: type[BaseModel], data: dict[str, Any], source: str
+) -> tuple[dict[str, Any], list[ConfigProblem]]:
+    """Validate each top-level field on its own, so one bad field does not hide the others.
+
+    Returns the fields that parsed (defaults filled in for absent optional ones) and the
+    problems: unknown keys, missing required fields, and each field's own errors.
+    """
+    from pydantic import TypeAdapter
+
+    problems = [ConfigProblem(source, key, "unknown key") for key in data if key not in model.model_fields]
+    parsed: dict[str, Any] = {}
+    for name, info in model.model_fields.items():
+        if name not in data:
+            if info.is_required():
+                problems.append(ConfigProblem(source, name, "required field is missing"))
+            else:
+                parsed[name] = info.get_default(call_default_factory=True)
+            continue
+        try:
+            parsed[name] = TypeAdapter(info.rebuild_annotation()).validate_python(data[name])
+        except ValidationError as exc:
+            for problem in problems_from_validation_error(source, exc):
+                field = name + (
+                    "." + problem.field if problem.field and not problem.field.startswith("[") else problem.field
+                )
+                problems.append(ConfigProblem(source, field, problem.message))
+    return parsed, problems
 
 
 def validate_model(model: type[M], data: dict[str, Any], source: str) -> M:

@@ -74,6 +74,9 @@ def _quiet_libraries() -> None:
     transformers.logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
     warnings.filterwarnings("ignore", message=".*GPSampler.*greenlet.*")
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
 def _load(config: Path) -> tuple[StudyConfig, SearchSpace]:
@@ -83,6 +86,20 @@ def _load(config: Path) -> tuple[StudyConfig, SearchSpace]:
     cfg = load_study_config(config)
     space = load_search_space(cfg.search_space_path, list(cfg.sources.new))
     return cfg, space
+
+
+def _same_world(directory: Path, seed: int) -> bool:
+    """True if `directory` holds a complete demo world built with `seed` and today's defaults."""
+    import json
+    from dataclasses import asdict
+
+    from recipe_opt.demo import DemoWorldConfig
+
+    try:
+        manifest = json.loads((directory / "world.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return bool(manifest.get("config") == asdict(DemoWorldConfig(seed=seed)) and (directory / "models" / "v0").is_dir())
 
 
 # ---- demo -------------------------------------------------------------------------------------
@@ -100,6 +117,9 @@ def demo_init(
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     if directory.exists() and any(directory.iterdir()):
+        if not force and _same_world(directory, seed):
+            console.print(f"demo world in {escape(str(directory))} is already built (seed {seed}); --force rebuilds it")
+            return
         if not force:
             err.print(f"[bold red]error:[/] {escape(str(directory))}: exists and is not empty (use --force to rebuild)")
             raise typer.Exit(2)
@@ -145,16 +165,18 @@ def validate(
 ) -> None:
     """Check study configs and search spaces; report every problem at once (exit 2 if any)."""
     from recipe_opt._yaml import load_yaml_mapping
-    from recipe_opt.config import load_study_config
+    from recipe_opt.config import StudyConfig, load_study_config
     from recipe_opt.evaluate import find_tasks
     from recipe_opt.exceptions import ConfigProblem, EvaluationError
-    from recipe_opt.space import load_search_space
+    from recipe_opt.space import SpaceFile, load_search_space
 
     problems: list[str] = []
     for path in files:
         try:
             raw = load_yaml_mapping(path)
-            if "search_space" in raw or "base_model" in raw:
+            # A file is read as whichever schema shares more of its keys (studies win ties).
+            study_keys = len(raw.keys() & StudyConfig.model_fields.keys())
+            if study_keys and study_keys >= len(raw.keys() & SpaceFile.model_fields.keys()):
                 cfg = load_study_config(path)
                 space = load_search_space(cfg.search_space_path, list(cfg.sources.new))
                 ev = cfg.evaluation
@@ -292,7 +314,7 @@ def search(
     target = n_trials or cfg.trials.n_trials
     console.print(
         f"study [bold]{cfg.name}[/]: {target or 'unbounded'} trials, sampler {cfg.sampler.name}, "
-        f"objectives {', '.join(cfg.objectives)}, storage {escape(cfg.storage_url)}"
+        f"objectives {', '.join(cfg.objectives)}, storage {escape(cfg.storage_display)}"
     )
     with Progress(
         TextColumn("{task.description}"),
@@ -359,7 +381,7 @@ def report_cmd(config: Annotated[Path, typer.Argument(help="Study config YAML.")
         raise _fail(exc) from None
     except KeyError:
         err.print(
-            f"[bold red]error:[/] {escape(str(config))}: study {cfg.name!r} not found in {escape(cfg.storage_url)}"
+            f"[bold red]error:[/] {escape(str(config))}: study {cfg.name!r} not found in {escape(cfg.storage_display)}"
         )
         raise typer.Exit(2) from None
     console.print(f"report: {escape(str(write_report(study, cfg.output_path)))}")

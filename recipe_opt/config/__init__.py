@@ -12,6 +12,7 @@ from recipe_opt.config._study import (
     SuiteConfig,
     TrialBudget,
     load_study_config,
+    masked_url,
 )
 
 __all__ = [
@@ -26,4 +27,5 @@ __all__ = [
     "SuiteConfig",
     "TrialBudget",
     "load_study_config",
+    "masked_url",
 ]

@@ -27,6 +27,7 @@ __all__ = [
     "SuiteConfig",
     "TrialBudget",
     "load_study_config",
+    "masked_url",
 ]
 
 # Every objective recipe-opt knows, with its direction. The study chooses which to optimise.
@@ -205,12 +206,27 @@ class StudyConfig(_Model):
             return self.storage
         return f"sqlite:///{self.resolve(self.name + '.db')}"
 
+    @property
+    def storage_display(self) -> str:
+        """`storage_url` with any password replaced by ***: for messages, logs and records."""
+        return masked_url(self.storage_url)
+
     def directions(self) -> list[Literal["maximize", "minimize"]]:
         return [OBJECTIVES[o] for o in self.objectives]
 
     def source_path(self, src: SourceConfig) -> Path:
         p = Path(src.path)
         return p if p.is_absolute() else (self.data_root_path / p).resolve()
+
+
+def masked_url(url: str) -> str:
+    """A database URL with its password replaced by ***."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<unparseable storage URL>"
 
 
 def _path_problems(cfg: StudyConfig, source: str) -> list[ConfigProblem]:
@@ -232,7 +248,7 @@ def _path_problems(cfg: StudyConfig, source: str) -> list[ConfigProblem]:
             problems.append(ConfigProblem(source, field, f"{what} not found: {path}{hint}"))
     url = cfg.storage_url
     if not re.match(r"^[a-z][a-z0-9+]*://", url):
-        problems.append(ConfigProblem(source, "storage", f"not a database URL: {url!r}"))
+        problems.append(ConfigProblem(source, "storage", f"not a database URL: {masked_url(url)!r}"))
     return problems
 
 

@@ -177,7 +177,7 @@ class LmEvalScorer:
 
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         import lm_eval.evaluator
-        from lm_eval.tasks import TaskManager, get_task_dict
+        from lm_eval.tasks import TaskManager
 
         # lm-eval shells out to `git describe` to stamp its results; outside a git checkout git
         # prints "fatal: not a git repository" on the user's terminal. recipe-opt stamps its own
@@ -193,7 +193,8 @@ class LmEvalScorer:
             # built-in tasks (about 7.7 s) on every construction.
             self.task_manager = TaskManager(include_defaults=False)
             try:
-                self.task_objects = get_task_dict([t.lm_eval_config() for t in tasks.values()], self.task_manager)
+                loaded = self.task_manager.load([t.lm_eval_config() for t in tasks.values()])
+                self.task_objects = dict(loaded["tasks"])
             except Exception as exc:
                 raise EvaluationError(f"lm-eval could not build the eval tasks: {exc}") from None
 

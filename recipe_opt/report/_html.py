@@ -140,6 +140,17 @@ def _table(study: optuna.Study) -> str:
     return f"<table>{head}{''.join(rows)}</table>"
 
 
+def _write_plotly_js(out: Path) -> None:
+    from plotly.offline import get_plotlyjs
+
+    js = get_plotlyjs()
+    target = out / "plotly.min.js"
+    if not target.is_file() or target.stat().st_size != len(js.encode()):
+        tmp = out / "plotly.min.js.tmp"
+        tmp.write_text(js, encoding="utf-8")
+        tmp.replace(target)
+
+
 def write_report(study: optuna.Study, out_dir: str | Path) -> Path:
     """Write `out_dir/index.html` (+ plotly.min.js) for `study`; returns the HTML path."""
     import plotly.io as pio
@@ -150,7 +161,10 @@ def write_report(study: optuna.Study, out_dir: str | Path) -> Path:
     selection = study.user_attrs.get("selection") or {}
     selected = selection.get("trial_number")
     fig = _pareto_figure(study, selected)
+    # "directory" makes the page load plotly.min.js from beside it; `to_html` does not write that
+    # file (only `write_html` does), so it is written here, once per report directory.
     plot = pio.to_html(fig, include_plotlyjs="directory", full_html=False, div_id="pareto-front")
+    _write_plotly_js(out)
     base = study.user_attrs.get(ATTR_BASE_EVAL, {}).get("suites", {})
     base_rows = "".join(f"<tr><td>{e(k)}</td><td>{v:.3f}</td></tr>" for k, v in base.items())
     sel_html = ""

@@ -29,7 +29,7 @@ from pydantic import (
     model_validator,
 )
 
-from recipe_opt._yaml import load_yaml_mapping, validate_model
+from recipe_opt._yaml import load_yaml_mapping, validate_fields
 from recipe_opt.exceptions import ConfigError, ConfigProblem
 from recipe_opt.recipe import (
     SCHEDULE_SHAPES,
@@ -250,15 +250,20 @@ _FIELD_RULES: dict[str, tuple[_Kind, tuple[float, float] | None]] = {
 }
 
 
-def _semantic_problems(source: str, f: SpaceFile) -> list[ConfigProblem]:
-    """Checks pydantic cannot express: types and bounds per field, known schedule names, sets."""
+def _semantic_problems(source: str, f: Mapping[str, Any]) -> list[ConfigProblem]:
+    """Checks pydantic cannot express: types and bounds per field, known schedule names, sets.
+
+    `f` holds the fields that parsed; fields that did not are already reported and skipped here.
+    """
     problems: list[ConfigProblem] = []
 
     def bad(field: str, message: str) -> None:
         problems.append(ConfigProblem(source, field, message))
 
     for name, (kind, bounds) in _FIELD_RULES.items():
-        spec = getattr(f, name)
+        if name not in f:
+            continue
+        spec = f[name]
         values: list[Any]
         if isinstance(spec, FixedSpec):
             values = [spec.fixed]
@@ -283,16 +288,17 @@ def _semantic_problems(source: str, f: SpaceFile) -> list[ConfigProblem]:
             elif bounds is not None and not (bounds[0] <= v <= bounds[1]):
                 bad(name, f"must lie in [{bounds[0]:g}, {bounds[1]:g}], but got {v!r}")
 
-    for v in _values(f.schedule):
+    for v in _values(f.get("schedule")):
         if isinstance(v, str) and v not in SCHEDULE_SHAPES:
             bad("schedule", f"unknown schedule shape {v!r}; known: {', '.join(SCHEDULE_SHAPES)}")
-    for v in _values(f.target_modules):
-        if isinstance(v, str) and v not in f.target_module_sets:
+    sets = f.get("target_module_sets", {})
+    for v in _values(f.get("target_modules")):
+        if isinstance(v, str) and v not in sets:
             bad(
                 "target_modules",
-                f"{v!r} is not a key of `target_module_sets` ({', '.join(f.target_module_sets)})",
+                f"{v!r} is not a key of `target_module_sets` ({', '.join(sets)})",
             )
-    for key, modules in f.target_module_sets.items():
+    for key, modules in sets.items():
         if not modules:
             bad(f"target_module_sets.{key}", "must list at least one module name")
     return problems
@@ -455,9 +461,9 @@ def load_search_space(path: str | Path, sources: Sequence[str] | None) -> Search
     """
     source = str(path)
     raw = load_yaml_mapping(path)
-    spec = validate_model(SpaceFile, _normalise_scalar_shorthand(raw), source)
-    problems = _semantic_problems(source, spec)
-    m = spec.mixture
+    fields, problems = validate_fields(SpaceFile, _normalise_scalar_shorthand(raw), source)
+    problems += _semantic_problems(source, fields)
+    m = fields.get("mixture")
     if sources is None:
         own = m.sources if isinstance(m, SimplexSpec) and m.sources else list(getattr(m, "fixed", {}) or ["new"])
         sources = list(own)
@@ -487,7 +493,7 @@ def load_search_space(path: str | Path, sources: Sequence[str] | None) -> Search
         problems.append(ConfigProblem(source, "mixture", "the study declares no new-data sources"))
     if problems:
         raise ConfigError(problems)
-    return SearchSpace(spec=spec, sources=tuple(sources), source_file=source)
+    return SearchSpace(spec=SpaceFile(**fields), sources=tuple(sources), source_file=source)
 
 
 def space_file_schema() -> Mapping[str, Any]:

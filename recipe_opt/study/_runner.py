@@ -12,6 +12,7 @@ import hashlib
 import json
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import optuna
@@ -38,6 +39,7 @@ __all__ = [
     "SearchReporter",
     "StudyRunner",
     "TrialSummary",
+    "check_storage",
     "create_sampler",
     "data_manifest",
     "file_sha256",
@@ -112,6 +114,28 @@ def file_sha256(path: Any, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def check_storage(cfg: StudyConfig) -> None:
+    """Fail early, writing nothing, if the study's database cannot be reached."""
+    import sqlalchemy as sa
+
+    url = cfg.storage_url
+    if url.startswith("sqlite:///"):
+        parent = Path(url.removeprefix("sqlite:///")).parent
+        if not parent.is_dir():
+            raise StudyError(f"storage {cfg.storage_display}: directory {parent} does not exist")
+        return
+    try:
+        engine = sa.create_engine(url)
+        try:
+            with engine.connect():
+                pass
+        finally:
+            engine.dispose()
+    except Exception as exc:  # connection refused, bad credentials, unknown dialect, missing driver
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise StudyError(f"storage {cfg.storage_display}: cannot open ({type(exc).__name__}: {first})") from None
+
+
 def data_manifest(cfg: StudyConfig) -> dict[str, dict[str, str]]:
     """Path and sha256 of every data source: what the lineage records the cycle was run on."""
     return {
@@ -141,7 +165,11 @@ def open_study(
     cfg: StudyConfig, space: SearchSpace, *, sampler: optuna.samplers.BaseSampler | None = None
 ) -> optuna.Study:
     """Create the study, or load it to resume; refuses to resume under a changed config."""
-    storage = optuna.storages.RDBStorage(cfg.storage_url)
+    try:
+        storage = optuna.storages.RDBStorage(cfg.storage_url)
+    except Exception as exc:  # SQLAlchemy connection errors, a missing DB driver (ImportError), bad URLs
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise StudyError(f"storage {cfg.storage_display}: cannot open ({type(exc).__name__}: {first})") from None
     study = optuna.create_study(
         study_name=cfg.name,
         storage=storage,
@@ -151,7 +179,7 @@ def open_study(
     )
     if [d.name.lower() for d in study.directions] != cfg.directions():
         raise StudyError(
-            f"study {cfg.name!r} in {cfg.storage_url} has directions "
+            f"study {cfg.name!r} in {cfg.storage_display} has directions "
             f"{[d.name.lower() for d in study.directions]}, the config asks {cfg.directions()}: "
             "use a new study name"
         )
@@ -324,6 +352,11 @@ class StudyRunner:
         cfg = self.cfg
         n_trials = cfg.trials.n_trials if n_trials is None else n_trials
         timeout = cfg.trials.timeout if timeout is None else timeout
+        # Everything that can fail on bad input (storage URL, model, data, eval tasks) is checked
+        # before the storage is written to: a bad input leaves no study behind.
+        check_storage(cfg)
+        self.build()
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
         probe = open_study(cfg, self.space)
         _fail_interrupted_trials(probe, cfg.storage_url)
         finished = _n_finished(probe)
@@ -331,14 +364,12 @@ class StudyRunner:
         sampler = create_sampler(cfg.sampler.name, cfg.seed + finished, cfg.sampler.n_startup_trials)
         study = open_study(cfg, self.space, sampler=sampler)
         remaining = None if n_trials is None else max(0, n_trials - finished)
-        self.build()
         base_eval = self.base_evaluation(study)
         if remaining == 0:
             self.reporter.phase(f"study {cfg.name!r} already holds {finished} finished trials; nothing to run")
             return study
         if finished:
             self.reporter.phase(f"resuming study {cfg.name!r} at {finished} finished trials")
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
         study.optimize(
             lambda t: self.objective(t, base_eval),
             n_trials=remaining,

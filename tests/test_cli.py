@@ -1,0 +1,93 @@
+"""The command line as users run it: fast help, one line per bad input, exit 2, nothing written."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import REPO, write_study
+
+
+def run(*args: str, cwd: Path | None = None, timeout: int = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "recipe_opt", *args], capture_output=True, text=True, cwd=cwd, timeout=timeout
+    )
+
+
+def test_help_imports_no_torch() -> None:
+    code = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from recipe_opt.cli import app\n"
+        "r = CliRunner().invoke(app, ['--help'])\n"
+        "assert r.exit_code == 0 and 'search' in r.output, r.output\n"
+        "heavy = [m for m in ('torch', 'transformers', 'peft', 'lm_eval') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_validate_shipped_files() -> None:
+    r = run("validate", str(REPO / "search_spaces" / "default.yaml"))
+    assert r.returncode == 0, r.stderr
+    assert "simplex" in r.stdout and "lora_rank" in r.stdout
+
+
+def test_validate_reports_every_problem_of_every_file(tmp_path: Path) -> None:
+    space = tmp_path / "space.yaml"
+    space.write_text(
+        "replay_ratio: {type: float, low: 0.5, high: 0.1}\npeak_lr: 1e-3\nlora_rank: 8\nsteps: 100\nfoo: 1\n"
+    )
+    study = tmp_path / "study.yaml"
+    study.write_text("name: x\n")
+    r = run("validate", str(space), str(study))
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert any(f"{space}: replay_ratio:" in ln and "(low=0.5, high=0.1)" in ln for ln in lines), lines
+    assert any(f"{space}: foo: unknown key" in ln for ln in lines), lines
+    assert any(f"{study}: base_model: required field is missing" in ln for ln in lines), lines
+    assert not any("Traceback" in ln for ln in lines)
+
+
+BAD_CASES = {
+    "inverted range in the space": ("space", "lora_rank: {type: int, low: 64, high: 8}", "space.yaml: lora_rank:"),
+    "unknown key in the space": ("space", "lora_rnak: 8", "space.yaml: lora_rnak: unknown key"),
+    "wrong type in the study": ("study", "seed: many", "study.yaml: seed:"),
+    "unknown key in the study": ("study", "n_trials: 4", "study.yaml: n_trials: unknown key"),
+    "unreachable storage": (
+        "study",
+        "storage: postgresql+psycopg2://u:s3cret@127.0.0.1:1/x",
+        "cannot open",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CASES), ids=lambda c: c.replace(" ", "-"))
+def test_bad_input_one_line_exit_2_nothing_written(tmp_path: Path, case: str) -> None:
+    where, text, needle = BAD_CASES[case]
+    world = tmp_path / "no-world-needed"
+    (world / "models" / "v0").mkdir(parents=True)
+    (world / "models" / "v0" / "config.json").write_text("{}")
+    (world / "data" / "new").mkdir(parents=True)
+    (world / "data" / "replay").mkdir(parents=True)
+    for f in ("new/mul.jsonl", "new/add_text.jsonl", "replay/old.jsonl"):
+        (world / "data" / f).write_text('{"prompt": "1 + 1 =", "completion": " 2"}\n')
+    study_dir = tmp_path / "s"
+    space = None
+    if where == "space":
+        data = yaml.safe_load((REPO / "search_spaces" / "default.yaml").read_text())
+        data.update(yaml.safe_load(text))
+        space = yaml.safe_dump(data)
+    cfg = write_study(study_dir, world, space=space, extra=text if where == "study" else "")
+    before = sorted(p.name for p in study_dir.iterdir())
+    r = run("search", str(cfg))
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    errors = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert errors and all(ln.startswith("error:") for ln in errors), r.stderr
+    assert any(needle in ln for ln in errors), errors
+    assert "s3cret" not in r.stderr + r.stdout
+    assert sorted(p.name for p in study_dir.iterdir()) == before  # no database, no report, no recipe

@@ -1,0 +1,83 @@
+"""Every shipped YAML loads; study-config errors name the file and the field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from recipe_opt.config import load_study_config
+from recipe_opt.evaluate import load_task
+from recipe_opt.exceptions import ConfigError
+from recipe_opt.space import load_search_space
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "search_spaces").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_search_spaces_load(path: Path) -> None:
+    assert load_search_space(path, None).describe()
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "studies").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_studies_load(path: Path) -> None:
+    cfg = load_study_config(path, check_paths=False)
+    load_search_space(cfg.search_space_path, list(cfg.sources.new))
+    assert cfg.storage_url.startswith("sqlite:///") and cfg.storage_url.endswith(f"studies/{cfg.name}.db")
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "evaluators").rglob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_eval_tasks_load(path: Path) -> None:
+    task = load_task(path, REPO)
+    assert task.metrics[0] == ("acc", True)
+
+
+def _edit(tmp_path: Path, edit: dict[str, object]) -> Path:
+    data = yaml.safe_load((REPO / "studies" / "demo.yaml").read_text())
+    for dotted, value in edit.items():
+        node = data
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            node = node[key]
+        if value is _DELETE:
+            del node[leaf]
+        else:
+            node[leaf] = value
+    p = tmp_path / "study.yaml"
+    p.write_text(yaml.safe_dump(data))
+    return p
+
+
+_DELETE = object()
+
+
+@pytest.mark.parametrize(
+    ("edit", "field", "needle"),
+    [
+        ({"sampler.name": "bayes"}, "sampler.name", "'tpe'"),
+        ({"proxy.fraction": 1.5}, "proxy.fraction", "less than or equal to 1"),
+        ({"proxy.batch_size": "many"}, "proxy.batch_size", "integer"),
+        ({"trials": {}}, "trials", "n_trials"),
+        ({"objectives": ["forgetting", "cost"]}, "objectives", "gain"),
+        ({"evaluation.retention": []}, "evaluation.retention", "at least 1"),
+        ({"evaluation.backend": "vllm"}, "evaluation.backend", "'lm-eval'"),
+        ({"name": "my study!"}, "name", "letters"),
+        ({"proxy.warmup": 3}, "proxy.warmup", "unknown key"),
+        ({"base_model": _DELETE}, "base_model", "required"),
+    ],
+)
+def test_study_problems_name_file_and_field(tmp_path: Path, edit: dict[str, object], field: str, needle: str) -> None:
+    path = _edit(tmp_path, edit)
+    with pytest.raises(ConfigError) as info:
+        load_study_config(path, check_paths=False)
+    lines = [str(p) for p in info.value.problems]
+    assert any(line.startswith(f"{path}: {field}:") and needle in line for line in lines), lines
+
+
+def test_missing_paths_are_reported_together(tmp_path: Path) -> None:
+    path = _edit(tmp_path, {"base_model": "nowhere/v0", "search_space": "nope.yaml"})
+    with pytest.raises(ConfigError) as info:
+        load_study_config(path)
+    fields = {p.field for p in info.value.problems}
+    assert {"base_model", "search_space", "data_root"} <= fields

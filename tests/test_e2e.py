@@ -1,0 +1,129 @@
+"""End to end: `recipe-opt search` on the tiny world, then what it leaves behind."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import sqlalchemy as sa
+
+from recipe_opt.recipe import Recipe
+from recipe_opt.space import load_search_space
+from tests.conftest import write_study
+
+pytestmark = pytest.mark.integration
+
+
+def search(cfg: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    r = subprocess.run(
+        [sys.executable, "-m", "recipe_opt", "search", str(cfg), *extra], capture_output=True, text=True, timeout=600
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    return r
+
+
+def test_three_trial_study_end_to_end(tiny_world: Path, tmp_path: Path) -> None:
+    cfg = write_study(tmp_path / "studies", tiny_world, name="e2e", n_trials=3, backend="lm-eval")
+    start = time.perf_counter()
+    r = search(cfg)
+    elapsed = time.perf_counter() - start
+    assert elapsed < 120, f"3-trial study took {elapsed:.0f} s"
+    assert "Pareto front of e2e" in r.stdout and "selected trial" in r.stdout
+    assert "Traceback" not in r.stderr
+
+    url = f"sqlite:///{tmp_path / 'studies' / 'e2e.db'}"
+    study = optuna.load_study(study_name="e2e", storage=url)
+    trials = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    assert len(trials) == 3
+    base = study.user_attrs["base_evaluation"]["suites"]
+    assert base["arithmetic"] >= 0.9 and base["new_skills"] < 0.3
+    for t in trials:
+        recipe = Recipe.from_dict(t.user_attrs["recipe"])
+        m = t.user_attrs["metrics"]
+        assert t.values == pytest.approx([m["gain"], m["forgetting"], m["cost"]])
+        assert set(m["forgetting_per_suite"]) == {"arithmetic", "strings", "knowledge"}
+        # aggregate = weighted mean (knowledge has weight 2)
+        fps = m["forgetting_per_suite"]
+        assert m["forgetting"] == pytest.approx((fps["arithmetic"] + fps["strings"] + 2 * fps["knowledge"]) / 4)
+        assert m["gain"] == pytest.approx(m["suites_after"]["new_skills"] - base["new_skills"])
+        assert m["train"]["proxy_steps"] == max(10, round(0.1 * recipe.budget.steps))
+        assert m["cost"] > 0
+
+    selection = study.user_attrs["selection"]
+    recipe_file = Path(selection["recipe_file"])
+    assert recipe_file == tmp_path / "studies" / "out" / "recipe.yaml"
+    chosen = Recipe.load(recipe_file)
+    selected_trial = study.trials[selection["trial_number"]]
+    assert chosen.content_hash == selected_trial.user_attrs["recipe_hash"]
+    assert selected_trial.number in {t.number for t in study.best_trials}
+
+    engine = sa.create_engine(url)
+    with engine.connect() as c:
+        version = c.execute(sa.text("select id, family, name, parent_id from lineage_model_versions")).one()
+        assert (version.family, version.name, version.parent_id) == ("demo", "v0", None)
+        cycle = c.execute(
+            sa.text("select id, study_name, base_version_id, data_manifest from lineage_update_cycles")
+        ).one()
+        assert (cycle.study_name, cycle.base_version_id) == ("e2e", version.id)
+        assert set(json.loads(cycle.data_manifest)) == {"new/mul", "new/add_text", "replay/old"}
+        sel = c.execute(sa.text("select cycle_id, trial_number, recipe_id from lineage_selections")).one()
+        assert (sel.cycle_id, sel.trial_number) == (cycle.id, selection["trial_number"])
+        stored = c.execute(
+            sa.text("select content_hash from lineage_recipes where id = :i"), {"i": sel.recipe_id}
+        ).one()
+        assert stored.content_hash == chosen.content_hash
+    engine.dispose()
+
+    html = (tmp_path / "studies" / "out" / "index.html").read_text()
+    assert 'id="pareto-front"' in html and 'src="plotly.min.js"' in html
+    assert "cdn" not in html.lower() and "https://" not in html.split("<body>")[1].split('id="pareto-front"')[0]
+    assert chosen.short_hash in html  # hover text carries each trial's recipe
+    assert (tmp_path / "studies" / "out" / "plotly.min.js").stat().st_size > 1_000_000
+
+
+def test_resume_continues_instead_of_starting_over(tiny_world: Path, tmp_path: Path) -> None:
+    cfg = write_study(tmp_path, tiny_world, name="resume", n_trials=2)
+    url = f"sqlite:///{tmp_path / 'resume.db'}"
+    search(cfg)
+    first = optuna.load_study(study_name="resume", storage=url)
+    first_params = [t.params for t in first.trials]
+    base_eval = first.user_attrs["base_evaluation"]
+
+    # A trial left RUNNING by a killed process (recipe sampled, training under way) is failed and
+    # its recipe re-queued.
+    first.enqueue_trial(first_params[0])
+    orphan = first.ask()
+    load_search_space(tmp_path / "space.yaml", ["mul", "add_text"]).sample(orphan)
+    assert orphan.number == 2 and orphan.params == first_params[0]
+
+    r = search(cfg, "--n-trials", "4")
+    assert "resuming study 'resume' at 2 finished trials" in r.stdout
+    study = optuna.load_study(study_name="resume", storage=url)
+    states = [t.state.name for t in study.trials]
+    assert states.count("COMPLETE") == 4 and states[2] == "FAIL"
+    assert "interrupted" in study.trials[2].user_attrs["failure"]
+    assert [t.params for t in study.trials[:2]] == first_params  # old trials untouched
+    assert study.trials[3].params == study.trials[2].params  # the interrupted recipe ran again
+    assert study.trials[4].params not in first_params  # re-seeded sampler: no replay of old draws
+    assert study.user_attrs["base_evaluation"] == base_eval  # base scored once per study
+
+    r = search(cfg, "--n-trials", "4")
+    assert "nothing to run" in r.stdout
+    assert len(optuna.load_study(study_name="resume", storage=url).trials) == 5
+
+
+def test_resume_refuses_a_changed_search_space(tiny_world: Path, tmp_path: Path) -> None:
+    cfg = write_study(tmp_path, tiny_world, name="changed", n_trials=1)
+    search(cfg)
+    space = tmp_path / "space.yaml"
+    space.write_text(space.read_text().replace("high: 0.5}", "high: 0.4}"))
+    r = subprocess.run(
+        [sys.executable, "-m", "recipe_opt", "search", str(cfg), "--n-trials", "2"], capture_output=True, text=True
+    )
+    assert r.returncode == 2
+    assert "different search space" in r.stderr

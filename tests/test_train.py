@@ -1,0 +1,105 @@
+"""The proxy trainer on a real (tiny) base model: integrity of the base, budgets, measured cost."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from recipe_opt.data import encode_examples, read_jsonl
+from recipe_opt.exceptions import TrainingError
+from recipe_opt.recipe import Adapter, Budget, Mixture, Recipe, Replay, Schedule
+from recipe_opt.train import ProxySettings, ProxyTrainer, TrainingData, load_base_model, state_checksum
+
+pytestmark = pytest.mark.integration
+
+ALL = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+def recipe(
+    steps: int = 200, replay: float = 0.3, rank: int = 8, lr: float = 1e-2, targets: tuple[str, ...] = ALL
+) -> Recipe:
+    return Recipe(
+        Mixture.from_mapping({"mul": 0.5, "add_text": 0.5}),
+        Replay(replay),
+        Schedule(lr, 0.1, "cosine"),
+        Adapter(rank, 2.0, targets),
+        Budget(steps, 16),
+    )
+
+
+@pytest.fixture(scope="module")
+def trainer(tiny_world: Path) -> ProxyTrainer:
+    base = load_base_model(tiny_world / "models" / "v0")
+    enc = lambda p: encode_examples(base.tokenizer, read_jsonl(tiny_world / "data" / p), max_seq_len=32, source=p)  # noqa: E731
+    data = TrainingData(
+        new={"mul": enc("new/mul.jsonl"), "add_text": enc("new/add_text.jsonl")},
+        replay={"old": enc("replay/old.jsonl")},
+        replay_weights={"old": 1.0},
+    )
+    return ProxyTrainer(base, data, ProxySettings(fraction=0.1, batch_size=16, max_seq_len=32))
+
+
+def test_base_weights_untouched_and_adapter_really_trained(trainer: ProxyTrainer) -> None:
+    before = state_checksum(trainer.base.model)
+    with trainer.train(recipe()) as (model, result):
+        adapted = state_checksum(model)
+        assert any("lora_A" in n for n, _ in model.named_parameters())
+        assert result.final_loss < result.first_loss
+    assert adapted != before
+    assert state_checksum(trainer.base.model) == before
+    assert not any("lora" in n for n, _ in trainer.base.model.named_parameters())
+    assert not any(p.requires_grad for p in trainer.base.model.parameters())
+
+
+def test_base_restored_after_a_failing_trial(trainer: ProxyTrainer) -> None:
+    before = state_checksum(trainer.base.model)
+    with pytest.raises(RuntimeError, match="boom"), trainer.train(recipe(steps=100)):
+        raise RuntimeError("boom")
+    assert state_checksum(trainer.base.model) == before
+
+
+def test_proxy_runs_fraction_of_full_budget_and_cost_scales(trainer: ProxyTrainer) -> None:
+    with trainer.train(recipe(steps=200)) as (_, short):
+        pass
+    with trainer.train(recipe(steps=400)) as (_, long):
+        pass
+    assert (short.proxy_steps, long.proxy_steps) == (20, 40)
+    assert len(short.losses) == 20
+    # Same mixture, same batches per step: twice the steps is twice the projected FLOPs.
+    assert long.full_update_flops == pytest.approx(2 * short.full_update_flops, rel=0.02)
+    # 4N + 6n per token, over exactly the tokens the proxy saw.
+    n, n_lora = trainer.base.non_embedding_params, short.trainable_params
+    assert short.proxy_flops == pytest.approx((4 * n + 6 * n_lora) * short.tokens_seen)
+    assert short.peak_memory_bytes > 0 and short.train_seconds > 0
+
+
+def test_cost_is_stable_run_to_run(trainer: ProxyTrainer) -> None:
+    r = recipe(steps=150, rank=4)
+    with trainer.train(r) as (_, a):
+        pass
+    with trainer.train(r) as (_, b):
+        pass
+    assert a.full_update_flops == b.full_update_flops
+    assert a.losses == pytest.approx(b.losses, rel=1e-4)
+
+
+def test_higher_rank_costs_more(trainer: ProxyTrainer) -> None:
+    with trainer.train(recipe(steps=100, rank=2)) as (_, small):
+        pass
+    with trainer.train(recipe(steps=100, rank=32)) as (_, big):
+        pass
+    assert big.trainable_params == 16 * small.trainable_params
+    assert big.full_update_flops > small.full_update_flops
+
+
+def test_unknown_target_module_is_a_clear_error(trainer: ProxyTrainer) -> None:
+    before = state_checksum(trainer.base.model)
+    with pytest.raises(TrainingError, match="c_attn"), trainer.train(recipe(targets=("c_attn",))):
+        pass
+    assert state_checksum(trainer.base.model) == before
+
+
+def test_not_a_checkpoint(tmp_path: Path) -> None:
+    with pytest.raises(TrainingError, match=r"no config\.json"):
+        load_base_model(tmp_path)
