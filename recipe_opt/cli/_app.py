@@ -329,6 +329,10 @@ def search(
             study = runner.run(n_trials=n_trials, timeout=timeout)
         except RecipeOptError as exc:
             raise _fail(exc) from None
+        except KeyboardInterrupt:
+            progress.stop()
+            err.print("interrupted: finished trials are stored; run the same command again to resume")
+            raise typer.Exit(130) from None
     states = {s: len(study.get_trials(deepcopy=False, states=(s,))) for s in optuna.trial.TrialState}
     n_complete = states[optuna.trial.TrialState.COMPLETE]
     n_failed = states[optuna.trial.TrialState.FAIL]

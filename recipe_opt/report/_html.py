@@ -47,8 +47,11 @@ def _pareto_figure(study: optuna.Study, selected: int | None) -> Any:
         v = trial_values(t)
         r = Recipe.from_dict(t.user_attrs[ATTR_RECIPE])
         rows.append((t.number, v, r))
-    costs = [v.get("cost", 0.0) for _, v, _ in rows]
     fig = go.Figure()
+    if not rows:
+        fig.add_annotation(text="no complete trials yet", showarrow=False, font={"size": 18})
+        return fig
+    costs = [v.get("cost", 0.0) for _, v, _ in rows]
     for on_front, name, symbol, size, opacity in (
         (False, "dominated", "circle-open", 9, 0.55),
         (True, "Pareto front", "circle", 13, 1.0),
@@ -100,6 +103,14 @@ def _pareto_figure(study: optuna.Study, selected: int | None) -> Any:
                 text=[f"<b>selected: trial {n}</b><br>{recipe_hover(r)}"],
                 hovertemplate="%{text}<extra></extra>",
             )
+        )
+    budget = (study.user_attrs.get("config") or {}).get("selection", {}).get("max_forgetting")
+    if budget is not None:
+        fig.add_hline(
+            y=budget,
+            line={"dash": "dash", "color": "#d62728", "width": 1},
+            annotation_text=f"forgetting budget {budget:g}",
+            annotation_position="top left",
         )
     fig.update_layout(
         title="Pareto front: new-task gain vs forgetting (colour: projected cost of the full update)",
