@@ -6,6 +6,7 @@ from recipe_opt.data._examples import (
     TokenizerLike,
     encode_example,
     encode_examples,
+    read_json_lines,
     read_jsonl,
     write_jsonl,
 )
@@ -19,6 +20,7 @@ __all__ = [
     "TokenizerLike",
     "encode_example",
     "encode_examples",
+    "read_json_lines",
     "read_jsonl",
     "source_shares",
     "write_jsonl",

@@ -16,6 +16,7 @@ __all__ = [
     "TokenizerLike",
     "encode_example",
     "encode_examples",
+    "read_json_lines",
     "read_jsonl",
     "write_jsonl",
 ]
@@ -47,12 +48,13 @@ class TokenizerLike(Protocol):
     def __call__(self, text: str, add_special_tokens: bool = ...) -> Any: ...
 
 
-def read_jsonl(path: str | Path, *, required: Sequence[str] = ("prompt", "completion")) -> list[Example]:
-    """Read prompt/completion JSONL. Any malformed line is a `DataError` naming file and line."""
+def read_json_lines(path: str | Path) -> list[tuple[int, dict[str, Any]]]:
+    """(line number, object) for every non-blank line; a malformed line is a `DataError` naming
+    the file and the line, an empty file too."""
     p = Path(path)
     if not p.is_file():
         raise DataError(f"{p}: data file not found")
-    examples: list[Example] = []
+    rows: list[tuple[int, dict[str, Any]]] = []
     with p.open(encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, start=1):
             if not line.strip():
@@ -61,19 +63,29 @@ def read_jsonl(path: str | Path, *, required: Sequence[str] = ("prompt", "comple
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise DataError(f"{p}:{lineno}: not valid JSON ({exc.msg})") from None
+            except UnicodeDecodeError:
+                raise DataError(f"{p}:{lineno}: not UTF-8 text") from None
             if not isinstance(row, dict):
                 raise DataError(f"{p}:{lineno}: each line must be a JSON object")
-            missing = [k for k in required if k not in row]
-            if missing:
-                raise DataError(f"{p}:{lineno}: missing field(s) {missing}")
-            prompt, completion = row["prompt"], row["completion"]
-            if not isinstance(prompt, str) or not isinstance(completion, str):
-                raise DataError(f"{p}:{lineno}: `prompt` and `completion` must be strings")
-            if not completion.strip():
-                raise DataError(f"{p}:{lineno}: `completion` is empty: nothing to learn or score")
-            examples.append(Example(prompt, completion))
-    if not examples:
+            rows.append((lineno, row))
+    if not rows:
         raise DataError(f"{p}: file holds no examples")
+    return rows
+
+
+def read_jsonl(path: str | Path) -> list[Example]:
+    """Read prompt/completion JSONL; every problem names the file and the line."""
+    examples: list[Example] = []
+    for lineno, row in read_json_lines(path):
+        missing = [k for k in ("prompt", "completion") if k not in row]
+        if missing:
+            raise DataError(f"{path}:{lineno}: missing field(s) {missing}")
+        prompt, completion = row["prompt"], row["completion"]
+        if not isinstance(prompt, str) or not isinstance(completion, str):
+            raise DataError(f"{path}:{lineno}: `prompt` and `completion` must be strings")
+        if not completion.strip():
+            raise DataError(f"{path}:{lineno}: `completion` is empty: nothing to learn or score")
+        examples.append(Example(prompt, completion))
     return examples
 
 

@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import logging
 from collections.abc import Iterator, Mapping
-from pathlib import Path
 from typing import Any, Protocol
 
-from recipe_opt.data import EncodedExample, Example, encode_examples
+from recipe_opt.data import EncodedExample, Example, encode_examples, read_json_lines
 from recipe_opt.evaluate._native import score_items
 from recipe_opt.evaluate._tasks import TaskDef
-from recipe_opt.exceptions import DataError, EvaluationError
+from recipe_opt.exceptions import EvaluationError
 
 __all__ = ["BACKENDS", "LmEvalScorer", "NativeScorer", "TaskScorer", "make_scorer"]
 
@@ -51,26 +49,6 @@ def _render(template: str, doc: Mapping[str, Any]) -> str:
     return env.from_string(template).render(**doc)
 
 
-def _read_docs(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        raise DataError(f"{path}: eval data file not found")
-    docs: list[dict[str, Any]] = []
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                doc = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
-            if not isinstance(doc, dict):
-                raise DataError(f"{path}:{lineno}: each line must be a JSON object")
-            docs.append(doc)
-    if not docs:
-        raise DataError(f"{path}: file holds no examples")
-    return docs
-
-
 def _task_examples(task: TaskDef) -> list[Example]:
     """The (context, continuation) pairs lm-eval builds for a zero-shot loglikelihood task."""
     cfg = task.config
@@ -89,7 +67,7 @@ def _task_examples(task: TaskDef) -> list[Example]:
         raise EvaluationError(f"{task.source}: the native scorer reads local JSON lines (`dataset_path: json`)")
     delimiter = str(cfg.get("target_delimiter", " "))
     docs: list[Example] = []
-    for doc in _read_docs(task.data_file):
+    for _, doc in read_json_lines(task.data_file):
         try:
             context = _render(str(cfg["doc_to_text"]), doc)
             target = _render(str(cfg["doc_to_target"]), doc)

@@ -15,7 +15,7 @@ from typing import Any
 import optuna
 
 from recipe_opt.recipe import Recipe
-from recipe_opt.study import ATTR_BASE_EVAL, ATTR_METRICS, ATTR_RECIPE, pareto_front, trial_values
+from recipe_opt.study import ATTR_BASE_EVAL, ATTR_FAILURE, ATTR_METRICS, ATTR_RECIPE, pareto_front, trial_values
 
 __all__ = ["recipe_hover", "write_report"]
 
@@ -145,7 +145,7 @@ def _table(study: optuna.Study) -> str:
             _fmt(v.get("cost"), ".3g"),
             _fmt(train.get("train_seconds"), ".1f"),
             f"<code>{e(str(t.user_attrs.get('summary', '')))}</code>",
-            e(str(t.user_attrs.get("failure", ""))),
+            e(str(t.user_attrs.get(ATTR_FAILURE, ""))),
         ]
         rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     return f"<table>{head}{''.join(rows)}</table>"

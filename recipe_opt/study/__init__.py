@@ -2,6 +2,7 @@
 
 from recipe_opt.study._runner import (
     ATTR_BASE_EVAL,
+    ATTR_FAILURE,
     ATTR_METRICS,
     ATTR_RECIPE,
     SearchReporter,
@@ -23,6 +24,7 @@ from recipe_opt.study._select import (
 
 __all__ = [
     "ATTR_BASE_EVAL",
+    "ATTR_FAILURE",
     "ATTR_METRICS",
     "ATTR_RECIPE",
     "SELECTION_RULE",

@@ -17,8 +17,8 @@ from typing import Any, Protocol
 
 import optuna
 
-from recipe_opt.config import StudyConfig
-from recipe_opt.data import encode_examples, read_jsonl
+from recipe_opt.config import SourceConfig, StudyConfig
+from recipe_opt.data import EncodedExample, encode_examples, read_jsonl
 from recipe_opt.evaluate import Evaluation, Suite, SuiteEvaluator, find_tasks, make_scorer
 from recipe_opt.exceptions import RecipeOptError, StudyError, TrainingError
 from recipe_opt.recipe import Recipe
@@ -34,6 +34,7 @@ from recipe_opt.train import (
 
 __all__ = [
     "ATTR_BASE_EVAL",
+    "ATTR_FAILURE",
     "ATTR_METRICS",
     "ATTR_RECIPE",
     "SearchReporter",
@@ -224,24 +225,13 @@ class StudyRunner:
         tok, max_len = self.base.tokenizer, cfg.proxy.max_seq_len
 
         self.reporter.phase("reading and tokenising data sources")
-        new = {
-            name: encode_examples(
-                tok,
-                read_jsonl(cfg.source_path(src)),
-                max_seq_len=max_len,
-                source=str(cfg.source_path(src)),
-            )
-            for name, src in cfg.sources.new.items()
-        }
-        replay = {
-            name: encode_examples(
-                tok,
-                read_jsonl(cfg.source_path(src)),
-                max_seq_len=max_len,
-                source=str(cfg.source_path(src)),
-            )
-            for name, src in cfg.sources.replay.items()
-        }
+
+        def encoded(src: SourceConfig) -> list[EncodedExample]:
+            path = cfg.source_path(src)
+            return encode_examples(tok, read_jsonl(path), max_seq_len=max_len, source=str(path))
+
+        new = {name: encoded(src) for name, src in cfg.sources.new.items()}
+        replay = {name: encoded(src) for name, src in cfg.sources.replay.items()}
         data = TrainingData(
             new=new,
             replay=replay,
