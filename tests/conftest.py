@@ -42,6 +42,8 @@ def write_study(
     backend: str = "native",
     extra: str = "",
     space: str | None = None,
+    sampler: str = "{name: random, initial_design: none}",
+    gates: str = "{max_forgetting: null}",
 ) -> Path:
     """A study config for `world`, written the way the README tells users to."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -72,7 +74,8 @@ evaluation:
     - {{name: knowledge, tasks: [demo_lookup], weight: 2.0}}
 proxy: {{fraction: 0.1, batch_size: 16, max_seq_len: 32, device: cpu}}
 trials: {{n_trials: {n_trials}}}
-sampler: {{name: random}}
+sampler: {sampler}
+gates: {gates}
 seed: 0
 output_dir: out
 {extra}

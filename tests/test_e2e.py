@@ -33,7 +33,7 @@ def test_three_trial_study_end_to_end(tiny_world: Path, tmp_path: Path) -> None:
     r = search(cfg)
     elapsed = time.perf_counter() - start
     assert elapsed < 120, f"3-trial study took {elapsed:.0f} s"
-    assert "Pareto front of e2e" in r.stdout and "selected trial" in r.stdout
+    assert "Feasible Pareto front of e2e" in r.stdout and "selected trial" in r.stdout
     assert "Traceback" not in r.stderr
 
     url = f"sqlite:///{tmp_path / 'studies' / 'e2e.db'}"
@@ -84,6 +84,30 @@ def test_three_trial_study_end_to_end(tiny_world: Path, tmp_path: Path) -> None:
     assert "cdn" not in html.lower() and "https://" not in html.split("<body>")[1].split('id="pareto-front"')[0]
     assert chosen.short_hash in html  # hover text carries each trial's recipe
     assert (tmp_path / "studies" / "out" / "plotly.min.js").stat().st_size > 1_000_000
+
+    # Re-selection from the CLI: no new trials, a new selection record per call.
+    for args in (
+        ["--policy", "knee"],
+        ["--policy", "utility", "--weights", "cost=1"],
+        ["--reruns", "1", "--top-k", "2"],
+    ):
+        r = subprocess.run(
+            [sys.executable, "-m", "recipe_opt", "select", str(cfg), *args], capture_output=True, text=True, timeout=300
+        )
+        assert r.returncode == 0, r.stdout + r.stderr
+    study = optuna.load_study(study_name="e2e", storage=url)
+    assert len(study.trials) == 3
+    last = study.user_attrs["selection"]
+    assert last["policy"] == "gain-within-gates" and len(last["reruns"]["candidates"]) == min(2, len(study.best_trials))
+    assert all(c["runs"] == 2 for c in last["reruns"]["candidates"])
+    engine = sa.create_engine(url)
+    with engine.connect() as c:
+        assert c.execute(sa.text("select count(*) from lineage_selections")).scalar() == 4
+        cheapest = min(study.best_trials, key=lambda t: t.user_attrs["metrics"]["cost"]).number
+        picks = c.execute(sa.text("select policy, trial_number from lineage_selections order by id")).all()
+        assert [p.policy for p in picks] == ["gain-within-gates", "knee", "utility", "gain-within-gates"]
+        assert picks[2].trial_number == cheapest
+    engine.dispose()
 
 
 def test_resume_continues_instead_of_starting_over(tiny_world: Path, tmp_path: Path) -> None:

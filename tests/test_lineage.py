@@ -74,11 +74,12 @@ def test_versions_cycles_selections(url: str) -> None:
         "s1", base_version_id=v0, optuna_study_id=1, objectives={"gain": "maximize"}, data_manifest={}, search_space={}
     )
     r = recipe(0.2)
-    for number in (3, 5):  # the same recipe selected twice is stored once
+    for number, policy in ((3, "gain-within-gates"), (5, "knee")):  # the same recipe twice is stored once
         store.record_selection(
             cycle,
             r,
             trial_number=number,
+            policy=policy,
             rule="rule",
             reason="why",
             values={"gain": 0.5, "forgetting": 0.01},
@@ -94,7 +95,7 @@ def test_versions_cycles_selections(url: str) -> None:
     }
     latest = store.latest_selection("s1")
     assert latest is not None
-    assert (latest.trial_number, latest.base_version, latest.family) == (5, "v0", "fam")
+    assert (latest.trial_number, latest.policy, latest.base_version, latest.family) == (5, "knee", "v0", "fam")
     assert latest.recipe == r and latest.values["cost"] is None
 
     # Optuna's own migration table is untouched and the study still loads.

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     import optuna
 
     from recipe_opt.config import StudyConfig
+    from recipe_opt.recipe import Recipe
     from recipe_opt.space import SearchSpace
     from recipe_opt.study import SelectedRecipe
 
@@ -79,11 +80,28 @@ def _quiet_libraries() -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
-def _load(config: Path) -> tuple[StudyConfig, SearchSpace]:
+def _load(
+    config: Path, *, sampler: str | None = None, early_stopping: bool | None = None
+) -> tuple[StudyConfig, SearchSpace]:
     from recipe_opt.config import load_study_config
     from recipe_opt.space import load_search_space
 
     cfg = load_study_config(config)
+    if sampler is not None:
+        from recipe_opt.config import SamplerConfig
+        from recipe_opt.exceptions import ConfigError
+
+        try:
+            new_sampler = SamplerConfig(name=sampler, n_startup_trials=cfg.sampler.n_startup_trials)  # type: ignore[arg-type]
+        except ValueError:
+            raise ConfigError.single(
+                "--sampler", "", f"must be one of tpe, gp, nsga2, random, qmc, but got {sampler!r}"
+            ) from None
+        cfg = cfg.model_copy(update={"sampler": new_sampler})
+    if early_stopping is not None:
+        cfg = cfg.model_copy(
+            update={"early_stopping": cfg.early_stopping.model_copy(update={"enabled": early_stopping})}
+        )
     space = load_search_space(cfg.search_space_path, list(cfg.sources.new))
     return cfg, space
 
@@ -251,7 +269,7 @@ def _pareto_table(study: optuna.Study, selected: SelectedRecipe | None) -> Table
     from recipe_opt.study import ATTR_RECIPE, pareto_front, trial_values
 
     table = Table(
-        title=f"Pareto front of {study.study_name} ({len(study.best_trials)} trials)",
+        title=f"Feasible Pareto front of {study.study_name} ({len(study.best_trials)} trials, all gates pass)",
         title_justify="left",
     )
     for col in (
@@ -286,6 +304,90 @@ def _pareto_table(study: optuna.Study, selected: SelectedRecipe | None) -> Table
     return table
 
 
+def _parse_weights(text: str | None) -> dict[str, float] | None:
+    """`gain=1,forgetting=2,cost=0.5` -> dict; errors name the option."""
+    if not text:
+        return None
+    out: dict[str, float] = {}
+    for part in text.split(","):
+        name, sep, value = part.partition("=")
+        try:
+            out[name.strip()] = float(value)
+        except ValueError:
+            raise typer.BadParameter(f"expected NAME=NUMBER pairs, but got {part!r}", param_hint="--weights") from None
+        if not sep:
+            raise typer.BadParameter(f"expected NAME=NUMBER pairs, but got {part!r}", param_hint="--weights")
+    unknown = sorted(set(out) - {"gain", "forgetting", "cost"})
+    if unknown:
+        raise typer.BadParameter(f"unknown objective(s) {unknown}", param_hint="--weights")
+    return out
+
+
+def _trial_summary(study: optuna.Study) -> tuple[dict[str, int], list[str]]:
+    """Trial counts by state, and one line per distinct failure or pruning reason."""
+    import collections
+
+    import optuna
+
+    from recipe_opt.study import ATTR_FAILURE
+
+    counts = {s.name: len(study.get_trials(deepcopy=False, states=(s,))) for s in optuna.trial.TrialState}
+    reasons: collections.Counter[str] = collections.Counter()
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL, optuna.trial.TrialState.PRUNED)):
+        reason = str(t.user_attrs.get(ATTR_FAILURE, "no reason recorded"))
+        # Group "stopped early: dominated by 3 of 7 ..." lines by their kind, keep the rest whole.
+        key = reason.split(" by ")[0] if reason.startswith("stopped early") else reason
+        reasons[f"{t.state.name.lower()}: {key}"] += 1
+    return counts, [f"{n} x {r}" for r, n in reasons.most_common()]
+
+
+def _select_and_record(
+    cfg: StudyConfig,
+    space: SearchSpace,
+    study: optuna.Study,
+    runner: Any,
+    *,
+    policy: str | None,
+    weights: dict[str, float] | None,
+    reruns: int | None,
+    top_k: int | None,
+    report: bool,
+) -> SelectedRecipe:
+    from recipe_opt.study import ATTR_BASE_EVAL, record_selection, select_recipe
+
+    rerun_fn = None
+    if (reruns if reruns is not None else cfg.selection.reruns) > 0:
+        from recipe_opt.evaluate import Evaluation
+
+        runner.build()
+        base_eval = Evaluation.from_dict(study.user_attrs[ATTR_BASE_EVAL])
+
+        def rerun_fn(recipe: Recipe, seed: int) -> tuple[dict[str, float], dict[str, float]]:
+            from dataclasses import replace
+
+            console.print(f"[dim]·[/] re-running {recipe.short_hash} with seed {seed}")
+            m = runner.measure(replace(recipe, seed=seed), base_eval)
+            return dict(m.values), dict(m.forgetting_per_suite)
+
+    selected = select_recipe(study, cfg, policy=policy, weights=weights, rerun=rerun_fn, reruns=reruns, top_k=top_k)
+    recipe_path, _ = record_selection(cfg, study, space, selected)
+    console.print(_pareto_table(study, selected))
+    console.print(
+        f"[bold]selected trial {selected.trial_number}[/] ({selected.policy}): {escape(selected.recipe.summary())}"
+    )
+    console.print(f"  rule: {escape(selected.rule)}")
+    console.print(f"  why:  {escape(selected.reason)}")
+    console.print(
+        f"  recipe written to {escape(str(recipe_path))} and to the lineage store "
+        f"({cfg.family}/{cfg.base_version} -> {cfg.name})"
+    )
+    if report:
+        from recipe_opt.report import write_report
+
+        console.print(f"  report: {escape(str(write_report(study, cfg.output_path)))}")
+    return selected
+
+
 @app.command()
 def search(
     config: Annotated[Path, typer.Argument(help="Study config YAML (e.g. studies/demo.yaml).")],
@@ -294,27 +396,41 @@ def search(
         typer.Option("--n-trials", min=1, help="Total finished trials to reach (overrides the config)."),
     ] = None,
     timeout: Annotated[float | None, typer.Option(min=1, help="Stop starting trials after this many seconds.")] = None,
+    max_cost: Annotated[
+        float | None,
+        typer.Option("--max-cost", min=0, help="Stop once the study's summed proxy compute passes this many TFLOP."),
+    ] = None,
+    sampler: Annotated[
+        str | None, typer.Option(help="Override the config's sampler: tpe, gp, nsga2, random, qmc.")
+    ] = None,
+    early_stopping: Annotated[
+        bool | None, typer.Option("--early-stopping/--no-early-stopping", help="Override rung-based early stopping.")
+    ] = None,
     report: Annotated[bool, typer.Option(help="Write the HTML report when the search ends.")] = True,
 ) -> None:
-    """Run (or resume) the study: proxy fine-tunes scored by gain, forgetting and cost."""
+    """Run (or resume) the study: proxy fine-tunes scored by gain, forgetting and cost.
+
+    Exit status: 0 when a recipe was selected and no trial failed; 3 when a recipe was selected
+    but some trials failed (the summary says why); 1 when nothing could be selected; 2 on bad input.
+    """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     try:
-        cfg, space = _load(config)
+        cfg, space = _load(config, sampler=sampler, early_stopping=early_stopping)
     except RecipeOptError as exc:
         raise _fail(exc) from None
     _quiet_libraries()
-    import optuna
     import torch
 
-    from recipe_opt.study import StudyRunner, record_selection, select_recipe
+    from recipe_opt.study import StudyRunner, proxy_compute
 
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     started = time.perf_counter()
     target = n_trials or cfg.trials.n_trials
     console.print(
         f"study [bold]{cfg.name}[/]: {target or 'unbounded'} trials, sampler {cfg.sampler.name}, "
-        f"objectives {', '.join(cfg.objectives)}, storage {escape(cfg.storage_display)}"
+        f"early stopping {'on' if cfg.early_stopping.enabled else 'off'}, objectives {', '.join(cfg.objectives)}, "
+        f"storage {escape(cfg.storage_display)}"
     )
     with Progress(
         TextColumn("{task.description}"),
@@ -326,68 +442,104 @@ def search(
         reporter = _RichReporter(progress, target, cfg.objectives)
         runner = StudyRunner(cfg, space, reporter)
         try:
-            study = runner.run(n_trials=n_trials, timeout=timeout)
+            study = runner.run(n_trials=n_trials, timeout=timeout, max_cost=max_cost)
         except RecipeOptError as exc:
             raise _fail(exc) from None
         except KeyboardInterrupt:
             progress.stop()
             err.print("interrupted: finished trials are stored; run the same command again to resume")
             raise typer.Exit(130) from None
-    states = {s: len(study.get_trials(deepcopy=False, states=(s,))) for s in optuna.trial.TrialState}
-    n_complete = states[optuna.trial.TrialState.COMPLETE]
-    n_failed = states[optuna.trial.TrialState.FAIL]
-    n_pruned = states[optuna.trial.TrialState.PRUNED]
-    if n_complete == 0:
-        err.print(f"[bold red]error:[/] no trial completed ({n_failed} failed, {n_pruned} pruned); nothing to select")
-        raise typer.Exit(1)
-    selected = select_recipe(study, cfg)
+    counts, reasons = _trial_summary(study)
+    failed_now = sum(
+        t.state.name == "FAIL" for t in study.get_trials(deepcopy=False) if t.number >= runner.first_new_trial
+    )
+    summary = (
+        f"{counts['COMPLETE']} complete, {counts['PRUNED']} pruned, {counts['FAIL']} failed "
+        f"({failed_now} in this run); proxy compute {proxy_compute(study):.3g} TFLOP; "
+        f"{time.perf_counter() - started:.0f} s"
+    )
+    code = 3 if failed_now else 0
     try:
-        recipe_path, _ = record_selection(cfg, study, space, selected)
+        _select_and_record(cfg, space, study, runner, policy=None, weights=None, reruns=None, top_k=None, report=report)
+    except RecipeOptError as exc:
+        err.print(f"[bold red]error:[/] {escape(str(exc))}")
+        code = 1
+    console.print(summary)
+    for line in reasons:
+        console.print(f"  {escape(line)}")
+    if code:
+        raise typer.Exit(code)
+
+
+@app.command()
+def select(
+    config: Annotated[Path, typer.Argument(help="Study config YAML of a study that has run.")],
+    policy: Annotated[str | None, typer.Option(help="gain-within-gates (default), knee, or utility.")] = None,
+    weights: Annotated[str | None, typer.Option(help="Utility weights, e.g. gain=1,forgetting=2,cost=0.5.")] = None,
+    reruns: Annotated[
+        int | None, typer.Option(min=0, max=20, help="Extra seeds per top candidate before deciding.")
+    ] = None,
+    top_k: Annotated[int | None, typer.Option("--top-k", min=1, help="Candidates to re-run.")] = None,
+    report: Annotated[bool, typer.Option(help="Rewrite the HTML report.")] = True,
+) -> None:
+    """Re-select the recipe of a finished study under a policy, without running new trials.
+
+    Only `--reruns` trains again (the top candidates, with extra seeds); the study's trials stay.
+    """
+    from recipe_opt.config import SELECTION_POLICIES
+
+    if policy is not None and policy not in SELECTION_POLICIES:
+        raise typer.BadParameter(
+            f"must be one of {', '.join(SELECTION_POLICIES)}, but got {policy!r}", param_hint="--policy"
+        )
+    parsed = _parse_weights(weights)
+    try:
+        cfg, space = _load(config)
     except RecipeOptError as exc:
         raise _fail(exc) from None
-    console.print(_pareto_table(study, selected))
-    console.print(f"[bold]selected trial {selected.trial_number}[/]: {escape(selected.recipe.summary())}")
-    console.print(f"  rule: {escape(selected.rule)}")
-    console.print(f"  why:  {escape(selected.reason)}")
-    console.print(
-        f"  recipe written to {escape(str(recipe_path))} and to the lineage store "
-        f"({cfg.family}/{cfg.base_version} -> {cfg.name})"
-    )
-    if report:
-        from recipe_opt.report import write_report
+    _quiet_libraries()
+    from recipe_opt.study import StudyRunner
 
-        html = write_report(study, cfg.output_path)
-        console.print(f"  report: {escape(str(html))}")
-    console.print(
-        f"{n_complete} complete, {n_pruned} pruned, {n_failed} failed in {time.perf_counter() - started:.0f} s"
-    )
+    study = _existing_study(cfg, config)
+    runner = StudyRunner(cfg, space)
+    try:
+        _select_and_record(
+            cfg, space, study, runner, policy=policy, weights=parsed, reruns=reruns, top_k=top_k, report=report
+        )
+    except RecipeOptError as exc:
+        raise _fail(exc) from None
 
 
-@app.command("report")
-def report_cmd(config: Annotated[Path, typer.Argument(help="Study config YAML.")]) -> None:
-    """(Re)write the HTML report of a study from its storage, without running trials."""
+def _existing_study(cfg: StudyConfig, config: Path) -> optuna.Study:
     import optuna
 
-    from recipe_opt.config import load_study_config
-    from recipe_opt.report import write_report
-
+    db = cfg.storage_url.removeprefix("sqlite:///")
+    if cfg.storage_url.startswith("sqlite:///") and not Path(db).is_file():
+        err.print(
+            f"[bold red]error:[/] {escape(str(config))}: no study database at {escape(db)} "
+            "(run `recipe-opt search` first)"
+        )
+        raise typer.Exit(2)
     try:
-        cfg = load_study_config(config, check_paths=False)
-        db = cfg.storage_url.removeprefix("sqlite:///")
-        if cfg.storage_url.startswith("sqlite:///") and not Path(db).is_file():
-            err.print(
-                f"[bold red]error:[/] {escape(str(config))}: no study database at {escape(db)} "
-                "(run `recipe-opt search` first)"
-            )
-            raise typer.Exit(2)
-        study = optuna.load_study(study_name=cfg.name, storage=cfg.storage_url)
-    except RecipeOptError as exc:
-        raise _fail(exc) from None
+        return optuna.load_study(study_name=cfg.name, storage=cfg.storage_url)
     except KeyError:
         err.print(
             f"[bold red]error:[/] {escape(str(config))}: study {cfg.name!r} not found in {escape(cfg.storage_display)}"
         )
         raise typer.Exit(2) from None
+
+
+@app.command("report")
+def report_cmd(config: Annotated[Path, typer.Argument(help="Study config YAML.")]) -> None:
+    """(Re)write the HTML report of a study from its storage, without running trials."""
+    from recipe_opt.config import load_study_config
+    from recipe_opt.report import write_report
+
+    try:
+        cfg = load_study_config(config, check_paths=False)
+    except RecipeOptError as exc:
+        raise _fail(exc) from None
+    study = _existing_study(cfg, config)
     console.print(f"report: {escape(str(write_report(study, cfg.output_path)))}")
 
 

@@ -2,7 +2,10 @@
 
 from recipe_opt.config._study import (
     OBJECTIVES,
+    SELECTION_POLICIES,
+    EarlyStoppingConfig,
     EvaluationConfig,
+    GatesConfig,
     ProxyConfig,
     ReplayPoolConfig,
     SamplerConfig,
@@ -17,7 +20,10 @@ from recipe_opt.config._study import (
 
 __all__ = [
     "OBJECTIVES",
+    "SELECTION_POLICIES",
+    "EarlyStoppingConfig",
     "EvaluationConfig",
+    "GatesConfig",
     "ProxyConfig",
     "ReplayPoolConfig",
     "SamplerConfig",

@@ -17,7 +17,10 @@ from recipe_opt.exceptions import ConfigError, ConfigProblem
 
 __all__ = [
     "OBJECTIVES",
+    "SELECTION_POLICIES",
+    "EarlyStoppingConfig",
     "EvaluationConfig",
+    "GatesConfig",
     "ProxyConfig",
     "ReplayPoolConfig",
     "SamplerConfig",
@@ -104,31 +107,96 @@ class ProxyConfig(_Model):
     max_seq_len: int = Field(ge=4)
     min_steps: int = Field(default=10, ge=1)
     max_grad_norm: float = Field(default=1.0, ge=0)
+    explode_factor: float = Field(
+        default=10.0, gt=1, description="Stop a trial whose loss exceeds this many times its first loss."
+    )
     device: Literal["cpu", "cuda", "auto"] = "auto"
 
 
 class TrialBudget(_Model):
     n_trials: int | None = Field(default=None, ge=1)
     timeout: float | None = Field(default=None, gt=0, description="Seconds.")
+    max_cost: float | None = Field(
+        default=None, gt=0, description="Stop once the study's summed proxy compute passes this (TFLOP)."
+    )
 
     @model_validator(mode="after")
     def _some(self) -> TrialBudget:
-        if self.n_trials is None and self.timeout is None:
-            raise ValueError("set `n_trials`, `timeout` or both")
+        if self.n_trials is None and self.timeout is None and self.max_cost is None:
+            raise ValueError("set at least one of `n_trials`, `timeout`, `max_cost`")
         return self
 
 
 class SamplerConfig(_Model):
-    name: Literal["tpe", "gp", "nsga2", "random", "qmc"] = "tpe"
-    n_startup_trials: int = Field(default=8, ge=0)
+    name: Literal["tpe", "gp", "nsga2", "random", "qmc"] = "gp"
+    n_startup_trials: int = Field(default=8, ge=0, description="Random trials before the model (tpe, gp).")
+    initial_design: Literal["none", "informed"] = Field(
+        default="informed",
+        description="`informed`: start a new study with a designed set of recipes (see SearchSpace.informed_design).",
+    )
+
+
+class GatesConfig(_Model):
+    """Release gates. Each is an Optuna constraint (`trial.set_constraint`, measured - bound <= 0
+    is feasible): infeasible trials stay in the study but are never selected, and
+    constraint-aware samplers (TPE, GP, NSGA-II) steer away from them."""
+
+    max_forgetting: float | None = Field(default=0.05, description="Aggregate (weighted) forgetting.")
+    max_forgetting_per_suite: dict[str, float] = Field(
+        default_factory=dict, description="Retention suite name -> largest allowed drop."
+    )
+    min_gain: float | None = Field(default=None, description="Smallest acceptable new-task gain.")
+    max_cost: float | None = Field(default=None, gt=0, description="Projected full-update TFLOP per recipe.")
+
+
+SELECTION_POLICIES = ("gain-within-gates", "knee", "utility")
 
 
 class SelectionConfig(_Model):
-    """The documented rule: among Pareto trials whose forgetting is at most `max_forgetting`,
-    the one with the highest gain (ties: lower cost). If none qualifies, the Pareto trial with
-    the least forgetting is selected and the selection says so."""
+    """How the recipe to apply is picked from the feasible Pareto front.
 
-    max_forgetting: float = Field(default=0.05, ge=0)
+    * `gain-within-gates`: the highest gain (ties: lower cost).
+    * `knee`: the front's knee: the point farthest below the line (plane) through the extremes,
+      after scaling each objective to [0, 1] over the front.
+    * `utility`: the highest `sum_o weights[o] * value_o`, each objective scaled to [0, 1] over
+      the front and oriented so that higher is better.
+    """
+
+    policy: Literal["gain-within-gates", "knee", "utility"] = "gain-within-gates"
+    weights: dict[str, float] = Field(
+        default_factory=lambda: {"gain": 1.0, "forgetting": 1.0, "cost": 0.2},
+        description="Objective weights of the `utility` policy.",
+    )
+    reruns: int = Field(default=0, ge=0, le=20, description="Extra seeds per top candidate before selecting.")
+    top_k: int = Field(default=3, ge=1, description="Candidates re-run when `reruns > 0`.")
+
+    @field_validator("weights")
+    @classmethod
+    def _weights(cls, v: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(v) - set(OBJECTIVES))
+        if unknown:
+            raise ValueError(f"unknown objective(s) {unknown}; known: {sorted(OBJECTIVES)}")
+        if any(w < 0 for w in v.values()) or not any(w > 0 for w in v.values()):
+            raise ValueError(f"weights must be >= 0 with at least one > 0, but got {v}")
+        return v
+
+
+class EarlyStoppingConfig(_Model):
+    """Rung-based early stopping across several objectives (successive halving in the spirit of
+    MOASHA): at each rung the trial is scored and stopped if at least `min_dominating` trials
+    that reached the same rung dominate it (better or equal on every objective, better on one)."""
+
+    enabled: bool = False
+    rungs: list[float] = Field(default_factory=lambda: [0.25, 0.5], description="Fractions of the proxy steps.")
+    min_dominating: int = Field(default=2, ge=1)
+    min_trials_at_rung: int = Field(default=4, ge=1, description="No stopping before this many peers reached the rung.")
+
+    @field_validator("rungs")
+    @classmethod
+    def _rungs(cls, v: list[float]) -> list[float]:
+        if not v or any(not 0 < r < 1 for r in v) or sorted(set(v)) != v:
+            raise ValueError(f"must be increasing fractions strictly between 0 and 1, but got {v}")
+        return v
 
 
 class StudyConfig(_Model):
@@ -144,7 +212,9 @@ class StudyConfig(_Model):
     proxy: ProxyConfig
     trials: TrialBudget
     sampler: SamplerConfig = Field(default_factory=SamplerConfig)
+    gates: GatesConfig = Field(default_factory=GatesConfig)
     selection: SelectionConfig = Field(default_factory=SelectionConfig)
+    early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
     seed: int = 0
     storage: str | None = Field(default=None, description="SQLAlchemy URL; default sqlite beside this file.")
     output_dir: str | None = Field(default=None, description="Default: ../reports/<name>.")
@@ -158,6 +228,16 @@ class StudyConfig(_Model):
         if not _NAME.match(v):
             raise ValueError("must be 1-100 characters of letters, digits, '.', '_' or '-'")
         return v
+
+    @model_validator(mode="after")
+    def _gate_suites(self) -> StudyConfig:
+        suites = [s.name for s in self.evaluation.retention]
+        unknown = sorted(set(self.gates.max_forgetting_per_suite) - set(suites))
+        if unknown:
+            raise ValueError(
+                f"gates.max_forgetting_per_suite names unknown retention suite(s) {unknown}; known: {suites}"
+            )
+        return self
 
     @field_validator("objectives")
     @classmethod

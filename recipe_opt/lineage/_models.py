@@ -86,6 +86,7 @@ class Selection(Base):
     cycle_id: Mapped[int] = mapped_column(ForeignKey(TABLE_PREFIX + "update_cycles.id"), index=True)
     recipe_id: Mapped[int] = mapped_column(ForeignKey(TABLE_PREFIX + "recipes.id"))
     trial_number: Mapped[int] = mapped_column(Integer)
+    policy: Mapped[str] = mapped_column(String(64), default="gain-within-gates")
     rule: Mapped[str] = mapped_column(Text)
     reason: Mapped[str] = mapped_column(Text)
     gain: Mapped[float] = mapped_column(Float)

@@ -26,6 +26,7 @@ class SelectionRecord:
         self.base_version = row.cycle.base_version.name
         self.family = row.cycle.base_version.family
         self.trial_number = row.trial_number
+        self.policy = row.policy
         self.rule = row.rule
         self.reason = row.reason
         self.recipe = Recipe.from_dict(row.recipe.body)
@@ -133,6 +134,7 @@ class LineageStore:
         trial_number: int,
         rule: str,
         reason: str,
+        policy: str = "gain-within-gates",
         values: Mapping[str, float],
         metrics: Mapping[str, Any],
         n_complete: int,
@@ -153,6 +155,7 @@ class LineageStore:
                 cycle=cycle,
                 recipe=rec,
                 trial_number=trial_number,
+                policy=policy,
                 rule=rule,
                 reason=reason,
                 gain=float(values["gain"]),

@@ -15,7 +15,15 @@ from typing import Any
 import optuna
 
 from recipe_opt.recipe import Recipe
-from recipe_opt.study import ATTR_BASE_EVAL, ATTR_FAILURE, ATTR_METRICS, ATTR_RECIPE, pareto_front, trial_values
+from recipe_opt.study import (
+    ATTR_BASE_EVAL,
+    ATTR_FAILURE,
+    ATTR_METRICS,
+    ATTR_RECIPE,
+    is_feasible,
+    pareto_front,
+    trial_values,
+)
 
 __all__ = ["recipe_hover", "write_report"]
 
@@ -47,16 +55,24 @@ def _pareto_figure(study: optuna.Study, selected: int | None) -> Any:
         v = trial_values(t)
         r = Recipe.from_dict(t.user_attrs[ATTR_RECIPE])
         rows.append((t.number, v, r))
+    feasible = {t.number for t in complete if is_feasible(t)}
     fig = go.Figure()
     if not rows:
         fig.add_annotation(text="no complete trials yet", showarrow=False, font={"size": 18})
         return fig
     costs = [v.get("cost", 0.0) for _, v, _ in rows]
-    for on_front, name, symbol, size, opacity in (
-        (False, "dominated", "circle-open", 9, 0.55),
-        (True, "Pareto front", "circle", 13, 1.0),
+    groups = {
+        "fails a gate": [row for row in rows if row[0] not in feasible],
+        "feasible, dominated": [row for row in rows if row[0] in feasible and row[0] not in front],
+        "feasible Pareto front": [row for row in rows if row[0] in front],
+    }
+    for name, symbol, size, opacity in (
+        ("fails a gate", "x-thin-open", 9, 0.5),
+        ("feasible, dominated", "circle-open", 9, 0.6),
+        ("feasible Pareto front", "circle", 13, 1.0),
     ):
-        pts = [(n, v, r) for n, v, r in rows if (n in front) == on_front]
+        pts = groups[name]
+        on_front = name == "feasible Pareto front"
         if not pts:
             continue
         fig.add_trace(
@@ -104,12 +120,12 @@ def _pareto_figure(study: optuna.Study, selected: int | None) -> Any:
                 hovertemplate="%{text}<extra></extra>",
             )
         )
-    budget = (study.user_attrs.get("config") or {}).get("selection", {}).get("max_forgetting")
+    budget = (study.user_attrs.get("config") or {}).get("gates", {}).get("max_forgetting")
     if budget is not None:
         fig.add_hline(
             y=budget,
             line={"dash": "dash", "color": "#d62728", "width": 1},
-            annotation_text=f"forgetting budget {budget:g}",
+            annotation_text=f"gate: max forgetting {budget:g}",
             annotation_position="top left",
         )
     fig.update_layout(

@@ -432,6 +432,57 @@ class SearchSpace:
             params[name] = value
         return params
 
+    def informed_design(self) -> list[dict[str, Scalar]]:
+        """A small designed start for the sampler, informed by what is known of updates.
+
+        Forgetting is driven mostly by replay and LR, cost by the update's length, gain by all
+        three (demo-world notes; arXiv 2405.09673, 2403.08763). So instead of random start-up
+        trials the design spans the cost axis (steps at 15/50/85% of their range) and the
+        forgetting axis (replay at its bounds and middle) at a central LoRA LR, and probes LR
+        up and down once; the rest is fixed at common defaults (rank 8-16, alpha = 2r, cosine,
+        all linear layers, equal mixture) where the space allows. Each point is a partial
+        parameter dict: parameters it leaves out are drawn by the sampler.
+        """
+        # (steps quantile, replay quantile, LR quantile on the log scale)
+        grid = [
+            (0.5, 0.5, 0.6),
+            (0.15, 0.5, 0.6),
+            (0.85, 0.5, 0.6),
+            (0.5, 0.0, 0.6),
+            (0.5, 1.0, 0.6),
+            (0.5, 0.5, 0.8),
+            (0.5, 0.5, 0.4),
+            (0.15, 0.0, 0.8),
+        ]
+        f = self.spec
+        common: dict[str, Scalar] = {}
+        if isinstance(f.mixture, SimplexSpec):
+            names = self._mixture_sources()
+            k = len(names)
+            # Equal weights: source i takes 1/(k - i) of what is left, u = 1 - (1 - v)^(k - 1 - i).
+            for i, name in enumerate(names[:-1]):
+                common[f"mix.{name}"] = 1.0 - (1.0 - 1.0 / (k - i)) ** (k - 1 - i)
+        for name, preferred in (
+            ("lora_rank", [16, 8]),
+            ("lora_alpha_ratio", [2.0, 2]),
+            ("schedule", ["cosine"]),
+            ("target_modules", ["all_linear"]),
+            ("warmup_fraction", [0.05]),
+        ):
+            value = _pick(getattr(f, name), preferred)
+            if value is not None:
+                common[name] = value
+        points = []
+        for steps_q, replay_q, lr_q in grid:
+            point = dict(common)
+            for name, q in (("steps", steps_q), ("replay_ratio", replay_q), ("peak_lr", lr_q)):
+                value = _quantile(getattr(f, name), q)
+                if value is not None:
+                    point[name] = value
+            if point not in points:
+                points.append(point)
+        return points
+
     def describe(self) -> list[tuple[str, str]]:
         """(parameter, human-readable domain) rows for `recipe-opt validate`."""
         rows: list[tuple[str, str]] = []
@@ -450,6 +501,35 @@ class SearchSpace:
                 scale = "log" if spec.log else "linear"
                 rows.append((name, f"{spec.type} [{spec.low:g}, {spec.high:g}] ({scale})"))
         return rows
+
+
+def _quantile(spec: Any, q: float) -> Scalar | None:
+    """The value at quantile `q` of a range (on its own scale), snapped to its step; None if fixed."""
+    if isinstance(spec, FloatSpec):
+        if spec.log:
+            return float(math.exp(math.log(spec.low) + q * (math.log(spec.high) - math.log(spec.low))))
+        value = spec.low + q * (spec.high - spec.low)
+        if spec.step:
+            value = spec.low + round((value - spec.low) / spec.step) * spec.step
+        return float(min(max(value, spec.low), spec.high))
+    if isinstance(spec, IntSpec):
+        if spec.log:
+            return round(math.exp(math.log(spec.low) + q * (math.log(spec.high) - math.log(spec.low))))
+        value = spec.low + round(q * (spec.high - spec.low) / spec.step) * spec.step
+        return int(min(max(value, spec.low), spec.high))
+    return None
+
+
+def _pick(spec: Any, preferred: Sequence[Scalar]) -> Scalar | None:
+    """The first preferred value the spec allows (clipped into a range); None if fixed or none fits."""
+    if isinstance(spec, CategoricalSpec):
+        return next((v for v in preferred if v in spec.choices), None)
+    if isinstance(spec, FloatSpec | IntSpec):
+        v = preferred[0]
+        if isinstance(v, int | float) and not isinstance(v, bool):
+            clipped = min(max(v, spec.low), spec.high)
+            return int(clipped) if isinstance(spec, IntSpec) else float(clipped)
+    return None
 
 
 def load_search_space(path: str | Path, sources: Sequence[str] | None) -> SearchSpace:

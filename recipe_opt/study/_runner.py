@@ -11,23 +11,28 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import optuna
 
-from recipe_opt.config import SourceConfig, StudyConfig
+from recipe_opt.config import GatesConfig, SourceConfig, StudyConfig
 from recipe_opt.data import EncodedExample, encode_examples, read_jsonl
 from recipe_opt.evaluate import Evaluation, Suite, SuiteEvaluator, find_tasks, make_scorer
 from recipe_opt.exceptions import RecipeOptError, StudyError, TrainingError
 from recipe_opt.recipe import Recipe
 from recipe_opt.space import SearchSpace
 from recipe_opt.train import (
+    EarlyStop,
     ProxySettings,
     ProxyTrainer,
+    RungFn,
     TrainingData,
-    TrialDiverged,
+    TrainResult,
+    TrialInterrupted,
+    TrialStopped,
     load_base_model,
     state_checksum,
 )
@@ -36,7 +41,9 @@ __all__ = [
     "ATTR_BASE_EVAL",
     "ATTR_FAILURE",
     "ATTR_METRICS",
+    "ATTR_PROXY_TFLOPS",
     "ATTR_RECIPE",
+    "ATTR_RUNGS",
     "SearchReporter",
     "StudyRunner",
     "TrialSummary",
@@ -44,7 +51,9 @@ __all__ = [
     "create_sampler",
     "data_manifest",
     "file_sha256",
+    "gate_values",
     "open_study",
+    "proxy_compute",
 ]
 
 ATTR_RECIPE = "recipe"
@@ -53,6 +62,8 @@ ATTR_FAILURE = "failure"
 ATTR_BASE_EVAL = "base_evaluation"
 ATTR_BASE_CHECKSUM = "base_checksum"
 ATTR_FINGERPRINT = "fingerprint"
+ATTR_RUNGS = "rung_values"
+ATTR_PROXY_TFLOPS = "proxy_tflops"
 
 
 class SearchReporter(Protocol):
@@ -81,6 +92,16 @@ class _SilentReporter:
         pass
 
 
+@dataclass
+class Measurement:
+    """One proxy run of one recipe: objective values, per-suite forgetting, all metrics."""
+
+    values: dict[str, float]
+    forgetting_per_suite: dict[str, float]
+    metrics: dict[str, Any]
+    result: TrainResult
+
+
 @dataclass(frozen=True)
 class TrialSummary:
     number: int
@@ -103,7 +124,11 @@ def create_sampler(name: str, seed: int, n_startup_trials: int) -> optuna.sample
     if name == "random":
         return s.RandomSampler(seed=seed)
     if name == "qmc":
-        return s.QMCSampler(seed=seed, scramble=True)
+        import warnings
+
+        with warnings.catch_warnings():  # "experimental since v3.0": chosen knowingly in the config
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return s.QMCSampler(seed=seed, scramble=True)
     raise StudyError(f"unknown sampler {name!r}; known: tpe, gp, nsga2, random, qmc")
 
 
@@ -206,6 +231,7 @@ class StudyRunner:
         self.space = space
         self.reporter: SearchReporter = reporter or _SilentReporter()
         self._built = False
+        self.first_new_trial = 0
 
     # ---- one-time setup ------------------------------------------------------------------------
     def build(self) -> None:
@@ -243,6 +269,7 @@ class StudyRunner:
             max_seq_len=max_len,
             min_steps=cfg.proxy.min_steps,
             max_grad_norm=cfg.proxy.max_grad_norm,
+            explode_factor=cfg.proxy.explode_factor,
             device=device,
         )
         self.trainer = ProxyTrainer(self.base, data, settings)
@@ -266,6 +293,24 @@ class StudyRunner:
             Suite(ev.new_task.name, tuple(ev.new_task.tasks)),
             [Suite(s.name, tuple(s.tasks), s.weight) for s in ev.retention],
         )
+        # Rungs score with the native scorer when the tasks allow it: the same metric as lm-eval
+        # (a test checks they agree exactly) at a seventh of the cost.
+        self.rung_evaluator = self.evaluator
+        if cfg.early_stopping.enabled and ev.backend != "native":
+            try:
+                native = make_scorer(
+                    "native",
+                    tasks,
+                    tok,
+                    pad_id=self.base.pad_id,
+                    max_seq_len=max_len,
+                    batch_size=ev.batch_size,
+                    limit=ev.limit,
+                    device=device,
+                )
+                self.rung_evaluator = SuiteEvaluator(native, self.evaluator.new_suite, self.evaluator.retention)
+            except RecipeOptError:
+                pass
         self.base_checksum = state_checksum(self.base.model)
         self._built = True
 
@@ -286,32 +331,14 @@ class StudyRunner:
         return evaluation
 
     # ---- per trial -----------------------------------------------------------------------------
-    def objective(self, trial: optuna.Trial, base_eval: Evaluation) -> list[float]:
-        start = time.perf_counter()
-        recipe = self.space.sample(trial, seed=self.cfg.seed).with_stamp()
-        trial.set_user_attr(ATTR_RECIPE, recipe.to_dict())
-        trial.set_user_attr("recipe_hash", recipe.content_hash)
-        trial.set_user_attr("summary", recipe.summary())
-        steps = self.trainer.settings.proxy_steps(recipe)
-        self.reporter.trial_started(trial.number, recipe, steps)
-        try:
-            with self.trainer.train(recipe, progress=self.reporter.step) as (model, result):
-                after = self.evaluator.evaluate(model)
-        except TrialDiverged as exc:
-            trial.set_user_attr(ATTR_FAILURE, f"diverged: {exc}")
-            self._finish(trial.number, "PRUNED", {}, recipe, start, f"diverged: {exc}")
-            raise optuna.TrialPruned(f"diverged: {exc}") from None
-        except Exception as exc:
-            reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-            trial.set_user_attr(ATTR_FAILURE, reason)
-            self._finish(trial.number, "FAIL", {}, recipe, start, reason)
-            raise
+    def measure(
+        self, recipe: Recipe, base_eval: Evaluation, *, rungs: Mapping[int, RungFn] | None = None
+    ) -> Measurement:
+        """Train `recipe` by proxy, evaluate it, and derive its objective values (no Optuna)."""
+        with self.trainer.train(recipe, progress=self.reporter.step, rungs=rungs) as (model, result):
+            after = self.evaluator.evaluate(model)
         outcome = self.evaluator.outcome(base_eval, after)
-        values = {
-            "gain": outcome.gain,
-            "forgetting": outcome.forgetting,
-            "cost": result.full_update_flops / 1e12,
-        }
+        values = {"gain": outcome.gain, "forgetting": outcome.forgetting, "cost": result.full_update_flops / 1e12}
         metrics = {
             **values,
             "forgetting_per_suite": dict(outcome.forgetting_per_suite),
@@ -319,11 +346,78 @@ class StudyRunner:
             "tasks_after": {k: dict(v) for k, v in after.tasks.items()},
             "eval_seconds": round(after.seconds, 4),
             "train": result.as_metrics(),
-            "trial_seconds": round(time.perf_counter() - start, 3),
         }
-        trial.set_user_attr(ATTR_METRICS, metrics)
-        self._finish(trial.number, "COMPLETE", values, recipe, start)
-        return [values[o] for o in self.cfg.objectives]
+        return Measurement(values, dict(outcome.forgetting_per_suite), metrics, result)
+
+    def objective(self, trial: optuna.Trial, base_eval: Evaluation) -> list[float]:
+        start = time.perf_counter()
+        recipe = self.space.sample(trial, seed=self.cfg.seed).with_stamp()
+        trial.set_user_attr(ATTR_RECIPE, recipe.to_dict())
+        trial.set_user_attr("recipe_hash", recipe.content_hash)
+        trial.set_user_attr("summary", recipe.summary())
+        self.reporter.trial_started(trial.number, recipe, self.trainer.settings.proxy_steps(recipe))
+        try:
+            m = self.measure(recipe, base_eval, rungs=self._rung_callbacks(trial, recipe))
+        except TrialInterrupted as exc:
+            # Diverged or stopped at a rung: pruned, with the reason and the compute it used.
+            kind = "stopped early" if isinstance(exc, TrialStopped) else "diverged"
+            trial.set_user_attr(ATTR_FAILURE, f"{kind}: {exc.reason}")
+            trial.set_user_attr(ATTR_PROXY_TFLOPS, exc.result.proxy_flops / 1e12)
+            self._finish(trial.number, "PRUNED", {}, recipe, start, f"{kind}: {exc.reason}")
+            raise optuna.TrialPruned(f"{kind}: {exc.reason}") from None
+        except Exception as exc:
+            reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            trial.set_user_attr(ATTR_FAILURE, reason)
+            self._finish(trial.number, "FAIL", {}, recipe, start, reason)
+            raise
+        for key, value in gate_values(m.values, m.forgetting_per_suite, self.cfg.gates).items():
+            trial.set_constraint(key, value)
+        m.metrics["trial_seconds"] = round(time.perf_counter() - start, 3)
+        trial.set_user_attr(ATTR_METRICS, m.metrics)
+        trial.set_user_attr(ATTR_PROXY_TFLOPS, m.result.proxy_flops / 1e12)
+        self._finish(trial.number, "COMPLETE", m.values, recipe, start)
+        return [m.values[o] for o in self.cfg.objectives]
+
+    # ---- rung-based early stopping -------------------------------------------------------------
+    def _rung_callbacks(self, trial: optuna.Trial, recipe: Recipe) -> dict[int, RungFn]:
+        es = self.cfg.early_stopping
+        if not es.enabled:
+            return {}
+        steps = self.trainer.settings.proxy_steps(recipe)
+        callbacks: dict[int, RungFn] = {}
+        for fraction in es.rungs:
+            step = max(1, round(fraction * steps))
+            if step < steps:
+                callbacks[step] = self._make_rung(trial, f"{fraction:g}")
+        return callbacks
+
+    def _make_rung(self, trial: optuna.Trial, key: str) -> RungFn:
+        def at_rung(step: int, model: Any, partial: TrainResult) -> None:
+            after = self.rung_evaluator.evaluate(model)
+            outcome = self.rung_evaluator.outcome(self.rung_base, after)
+            values = {"gain": outcome.gain, "forgetting": outcome.forgetting, "cost": partial.full_update_flops / 1e12}
+            rungs = dict(trial.user_attrs.get(ATTR_RUNGS, {}))
+            rungs[key] = {**values, "step": step}
+            trial.set_user_attr(ATTR_RUNGS, rungs)
+            peers = [
+                t.user_attrs[ATTR_RUNGS][key]
+                for t in trial.study.get_trials(deepcopy=False)
+                if t.number != trial.number and key in t.user_attrs.get(ATTR_RUNGS, {})
+            ]
+            es = self.cfg.early_stopping
+            if len(peers) < es.min_trials_at_rung:
+                return
+            mine = [values[o] for o in self.cfg.objectives]
+            dominating = sum(
+                _dominates([p[o] for o in self.cfg.objectives], mine, self.cfg.directions()) for p in peers
+            )
+            if dominating >= es.min_dominating:
+                raise EarlyStop(
+                    f"dominated by {dominating} of {len(peers)} trials at rung {key} (step {step}: gain "
+                    f"{values['gain']:+.3f}, forgetting {values['forgetting']:+.3f})"
+                )
+
+        return at_rung
 
     def _finish(
         self,
@@ -337,11 +431,15 @@ class StudyRunner:
         self.reporter.trial_finished(TrialSummary(number, state, values, recipe, time.perf_counter() - start, reason))
 
     # ---- the search ----------------------------------------------------------------------------
-    def run(self, *, n_trials: int | None = None, timeout: float | None = None) -> optuna.Study:
-        """Run (or resume) the study until it holds `n_trials` finished trials or `timeout` passes."""
+    def run(
+        self, *, n_trials: int | None = None, timeout: float | None = None, max_cost: float | None = None
+    ) -> optuna.Study:
+        """Run (or resume) the study until it holds `n_trials` finished trials, `timeout` seconds
+        pass, or the study's summed proxy compute reaches `max_cost` TFLOP."""
         cfg = self.cfg
         n_trials = cfg.trials.n_trials if n_trials is None else n_trials
         timeout = cfg.trials.timeout if timeout is None else timeout
+        max_cost = cfg.trials.max_cost if max_cost is None else max_cost
         # Everything that can fail on bad input (storage URL, model, data, eval tasks) is checked
         # before the storage is written to: a bad input leaves no study behind.
         check_storage(cfg)
@@ -353,21 +451,82 @@ class StudyRunner:
         # Re-seed on resume so the sampler does not replay the draws of the first session.
         sampler = create_sampler(cfg.sampler.name, cfg.seed + finished, cfg.sampler.n_startup_trials)
         study = open_study(cfg, self.space, sampler=sampler)
+        if cfg.sampler.initial_design == "informed" and not study.trials:
+            for params in self.space.informed_design():
+                study.enqueue_trial(params, user_attrs={"origin": "informed initial design"})
         remaining = None if n_trials is None else max(0, n_trials - finished)
+        # Trials numbered from here on are this run's (earlier ones, and re-queued leftovers of an
+        # interrupted run, are not): the CLI's exit status counts only this run's failures.
+        self.first_new_trial = (
+            max((t.number for t in study.trials if t.state != optuna.trial.TrialState.WAITING), default=-1) + 1
+        )
         base_eval = self.base_evaluation(study)
+        self.rung_base = (
+            base_eval if self.rung_evaluator is self.evaluator else self.rung_evaluator.evaluate(self.base.model)
+        )
         if remaining == 0:
             self.reporter.phase(f"study {cfg.name!r} already holds {finished} finished trials; nothing to run")
             return study
         if finished:
             self.reporter.phase(f"resuming study {cfg.name!r} at {finished} finished trials")
+        callbacks = []
+        if max_cost is not None:
+            callbacks.append(_stop_at_cost(max_cost, self.reporter))
         study.optimize(
             lambda t: self.objective(t, base_eval),
             n_trials=remaining,
             timeout=timeout,
-            catch=(RecipeOptError, RuntimeError, ValueError),
+            # RuntimeError covers torch.OutOfMemoryError (CUDA) and other kernel failures;
+            # MemoryError is CPU allocation failure. Each fails its trial, never the study.
+            catch=(RecipeOptError, RuntimeError, ValueError, MemoryError),
+            callbacks=callbacks,
             gc_after_trial=True,
         )
         return study
+
+
+def _dominates(a: list[float], b: list[float], directions: list[Literal["maximize", "minimize"]]) -> bool:
+    """a dominates b: at least as good on every objective and better on one."""
+    better = False
+    for x, y, d in zip(a, b, directions, strict=True):
+        if d == "minimize":
+            x, y = -x, -y
+        if x < y:
+            return False
+        better = better or x > y
+    return better
+
+
+def gate_values(values: Mapping[str, float], per_suite: Mapping[str, float], gates: GatesConfig) -> dict[str, float]:
+    """Constraint values of the release gates: measured minus bound, so <= 0 means the gate passes."""
+    out: dict[str, float] = {}
+    if gates.max_forgetting is not None:
+        out["max_forgetting"] = values["forgetting"] - gates.max_forgetting
+    for suite, bound in gates.max_forgetting_per_suite.items():
+        out[f"max_forgetting:{suite}"] = per_suite[suite] - bound
+    if gates.min_gain is not None:
+        out["min_gain"] = gates.min_gain - values["gain"]
+    if gates.max_cost is not None:
+        out["max_cost"] = values["cost"] - gates.max_cost
+    return out
+
+
+def proxy_compute(study: optuna.Study) -> float:
+    """TFLOP the study's proxies have spent so far, pruned and failed trials included."""
+    return sum(float(t.user_attrs.get(ATTR_PROXY_TFLOPS, 0.0)) for t in study.get_trials(deepcopy=False))
+
+
+def _stop_at_cost(bound: float, reporter: SearchReporter) -> Callback:
+    def callback(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        spent = proxy_compute(study)
+        if spent >= bound:
+            reporter.phase(f"proxy compute {spent:.3g} TFLOP reached --max-cost {bound:g}: stopping")
+            study.stop()
+
+    return callback
+
+
+Callback = Callable[[optuna.Study, optuna.trial.FrozenTrial], None]
 
 
 def _n_finished(study: optuna.Study) -> int:

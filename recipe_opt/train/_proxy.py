@@ -34,25 +34,48 @@ from recipe_opt.train._loop import collate
 
 __all__ = [
     "BaseModel",
+    "EarlyStop",
     "ProxySettings",
     "ProxyTrainer",
+    "RungFn",
     "TrainResult",
     "TrainingData",
     "TrialDiverged",
+    "TrialInterrupted",
+    "TrialStopped",
     "load_base_model",
     "state_checksum",
 ]
 
 ProgressFn = Callable[[int, int, float], None]
+# Called at a rung step with (step, model in eval mode, measurements so far); raise `EarlyStop` to stop.
+RungFn = Callable[[int, Any, "TrainResult"], None]
 
 
-class TrialDiverged(TrainingError):
-    """The training loss became NaN or infinite; the trial's numbers mean nothing."""
+class TrialInterrupted(TrainingError):
+    """A proxy run ended before its last step; `result` holds what it measured until then."""
 
-    def __init__(self, step: int, loss: float) -> None:
+    def __init__(self, step: int, reason: str, result: TrainResult) -> None:
         self.step = step
-        self.loss = loss
-        super().__init__(f"loss became {loss} at step {step}")
+        self.reason = reason
+        self.result = result
+        super().__init__(reason)
+
+
+class TrialDiverged(TrialInterrupted):
+    """The loss became NaN/inf or exploded (above `explode_factor` x its first value)."""
+
+
+class TrialStopped(TrialInterrupted):
+    """A rung callback stopped the run early (it was dominated at that rung)."""
+
+
+class EarlyStop(Exception):
+    """Raised by a rung callback to stop the run; the trainer turns it into `TrialStopped`."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
 
 
 @dataclass(frozen=True)
@@ -76,6 +99,7 @@ class ProxySettings:
     max_seq_len: int
     min_steps: int = 10
     max_grad_norm: float = 1.0
+    explode_factor: float = 10.0
     device: str = "cpu"
 
     def proxy_steps(self, recipe: Recipe) -> int:
@@ -199,7 +223,13 @@ class ProxyTrainer:
         return BatchSampler(shares, self.sizes, self.settings.batch_size, seed=recipe.seed)
 
     @contextlib.contextmanager
-    def train(self, recipe: Recipe, *, progress: ProgressFn | None = None) -> Iterator[tuple[Any, TrainResult]]:
+    def train(
+        self,
+        recipe: Recipe,
+        *,
+        progress: ProgressFn | None = None,
+        rungs: Mapping[int, RungFn] | None = None,
+    ) -> Iterator[tuple[Any, TrainResult]]:
         """Train `recipe`'s adapter; yield `(adapted_model, result)`; always restore the base.
 
         The adapted model is only valid inside the `with` block: evaluate it there.
@@ -239,7 +269,7 @@ class ProxyTrainer:
                 num_training_steps=steps,
             )
             model, optimizer = self.accelerator.prepare(peft_model, optimizer)
-            result = self._loop(recipe, model, optimizer, scheduler, steps, n_trainable, progress)
+            result = self._loop(recipe, model, optimizer, scheduler, steps, n_trainable, progress, rungs or {})
             model.eval()
             yield model, result
         finally:
@@ -259,60 +289,91 @@ class ProxyTrainer:
         steps: int,
         n_trainable: int,
         progress: ProgressFn | None,
+        rungs: Mapping[int, RungFn],
     ) -> TrainResult:
         s = self.settings
         sampler = self.sampler(recipe)
         device = self.accelerator.device
         pad_id = self.base.pad_id
-        tokens = target_tokens = 0
-        losses: list[float] = []
-        peak_rss = _rss_bytes()
+        tally = _Tally(n_trainable=n_trainable)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         model.train()
-        start = time.perf_counter()
-        for step in range(steps):
+        tally.start = time.perf_counter()
+        for step in range(1, steps + 1):
             batch = collate([self.data.get(d.source)[d.index] for d in sampler.next_batch()], pad_id)
-            tokens += batch.n_tokens
-            target_tokens += batch.n_target_tokens
+            tally.tokens += batch.n_tokens
+            tally.target_tokens += batch.n_target_tokens
             out = model(
                 input_ids=batch.input_ids.to(device),
                 attention_mask=batch.attention_mask.to(device),
                 labels=batch.labels.to(device),
             )
             loss = float(out.loss.detach())
+            tally.losses.append(loss)
             if not math.isfinite(loss):
-                raise TrialDiverged(step + 1, loss)
-            losses.append(loss)
+                raise TrialDiverged(step, f"loss became {loss} at step {step}", self._result(recipe, tally, device))
+            # Floored at 0.1 nats: when the first loss is near zero (the data is already known),
+            # any wobble would otherwise look like an explosion.
+            if loss > s.explode_factor * max(tally.losses[0], 0.1):
+                raise TrialDiverged(
+                    step,
+                    f"loss exploded at step {step}: {loss:.3g} > {s.explode_factor:g} x first loss "
+                    f"{tally.losses[0]:.3g}",
+                    self._result(recipe, tally, device),
+                )
             self.accelerator.backward(out.loss)
             if s.max_grad_norm > 0:
                 self.accelerator.clip_grad_norm_(model.parameters(), s.max_grad_norm)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
-            if step % 10 == 0:
-                peak_rss = max(peak_rss, _rss_bytes())
+            if step % 10 == 1:
+                tally.peak_rss = max(tally.peak_rss, _rss_bytes())
             if progress is not None:
-                progress(step + 1, steps, loss)
-        seconds = time.perf_counter() - start
-        peak = int(torch.cuda.max_memory_allocated(device)) if device.type == "cuda" else max(peak_rss, _rss_bytes())
+                progress(step, steps, loss)
+            if step in rungs:
+                model.eval()
+                try:
+                    rungs[step](step, model, self._result(recipe, tally, device))
+                except EarlyStop as stop:
+                    raise TrialStopped(step, stop.reason, self._result(recipe, tally, device)) from None
+                model.train()
+        return self._result(recipe, tally, device)
+
+    def _result(self, recipe: Recipe, t: _Tally, device: torch.device) -> TrainResult:
+        """Measurements of the steps run so far (all of them, or up to a stop)."""
+        seconds = time.perf_counter() - t.start
+        done = len(t.losses)
+        peak = int(torch.cuda.max_memory_allocated(device)) if device.type == "cuda" else max(t.peak_rss, _rss_bytes())
         # 4N per token for the frozen base (forward + input-gradient backward), 6n for the adapter.
-        flops_per_token = 4.0 * self.base.non_embedding_params + 6.0 * n_trainable
-        tokens_per_sequence = tokens / (steps * s.batch_size)
+        flops_per_token = 4.0 * self.base.non_embedding_params + 6.0 * t.n_trainable
+        tokens_per_sequence = t.tokens / (done * self.settings.batch_size) if done else 0.0
         full_tokens = recipe.budget.steps * recipe.budget.batch_size * tokens_per_sequence
+        finite = [x for x in t.losses[-5:] if math.isfinite(x)]
         return TrainResult(
-            proxy_steps=steps,
-            tokens_seen=tokens,
-            target_tokens_seen=target_tokens,
-            trainable_params=n_trainable,
+            proxy_steps=done,
+            tokens_seen=t.tokens,
+            target_tokens_seen=t.target_tokens,
+            trainable_params=t.n_trainable,
             frozen_params=self.base.non_embedding_params,
             train_seconds=seconds,
             peak_memory_bytes=peak,
-            proxy_flops=flops_per_token * tokens,
+            proxy_flops=flops_per_token * t.tokens,
             full_update_flops=flops_per_token * full_tokens,
             full_update_tokens=full_tokens,
-            tokens_per_second=tokens / seconds if seconds > 0 else 0.0,
-            first_loss=losses[0],
-            final_loss=sum(losses[-5:]) / len(losses[-5:]),
-            losses=losses,
+            tokens_per_second=t.tokens / seconds if seconds > 0 else 0.0,
+            first_loss=t.losses[0] if t.losses else math.nan,
+            final_loss=sum(finite) / len(finite) if finite else math.nan,
+            losses=list(t.losses),
         )
+
+
+@dataclass
+class _Tally:
+    n_trainable: int
+    tokens: int = 0
+    target_tokens: int = 0
+    start: float = 0.0
+    peak_rss: int = field(default_factory=_rss_bytes)
+    losses: list[float] = field(default_factory=list)

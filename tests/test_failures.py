@@ -1,0 +1,184 @@
+"""Failure paths, early stopping and compute budgets, injected into real proxy runs."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+import torch
+
+from recipe_opt.config import load_study_config
+from recipe_opt.recipe import Adapter, Budget, Mixture, Recipe, Replay, Schedule
+from recipe_opt.space import load_search_space
+from recipe_opt.study import ATTR_FAILURE, ATTR_PROXY_TFLOPS, ATTR_RUNGS, StudyRunner, TrialSummary
+from recipe_opt.train import TrialDiverged, state_checksum
+from tests.conftest import write_study
+
+pytestmark = pytest.mark.integration
+
+ALL = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+def recipe(lr: float = 3e-3, steps: int = 200, replay: float = 0.3) -> Recipe:
+    return Recipe(
+        Mixture.from_mapping({"mul": 0.5, "add_text": 0.5}),
+        Replay(replay),
+        Schedule(lr, 0.0, "constant_with_warmup"),
+        Adapter(8, 2.0, ALL),
+        Budget(steps, 16),
+    )
+
+
+def runner_for(cfg_path: Path, reporter: Any = None) -> StudyRunner:
+    cfg = load_study_config(cfg_path)
+    return StudyRunner(cfg, load_search_space(cfg.search_space_path, list(cfg.sources.new)), reporter)
+
+
+def test_nan_loss_is_pruned_with_reason(tiny_world: Path, tmp_path: Path) -> None:
+    # A real fault: a copy of v0 whose final norm weights are NaN, so the very first loss is NaN.
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_world, broken)
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(broken / "models" / "v0")
+    with torch.no_grad():
+        model.model.norm.weight.fill_(float("nan"))
+    model.save_pretrained(broken / "models" / "v0")
+    runner = runner_for(write_study(tmp_path / "s", broken, name="nan", n_trials=2))
+    study = runner.run()
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.PRUNED] * 2
+    assert study.trials[0].user_attrs[ATTR_FAILURE] == "diverged: loss became nan at step 1"
+    assert study.trials[0].user_attrs[ATTR_PROXY_TFLOPS] > 0
+
+
+def test_exploding_loss_is_stopped_at_once(tiny_world: Path, tmp_path: Path) -> None:
+    runner = runner_for(write_study(tmp_path, tiny_world, name="boom", n_trials=1))
+    runner.build()
+    runner.trainer.settings = type(runner.trainer.settings)(
+        **{**runner.trainer.settings.__dict__, "explode_factor": 1.5}
+    )
+    before = state_checksum(runner.base.model)
+    with (
+        pytest.raises(TrialDiverged, match=r"loss exploded at step \d+: .* > 1.5 x first loss") as info,
+        runner.trainer.train(recipe(lr=0.5, steps=400, replay=0.0)),
+    ):
+        pass
+    assert info.value.result.proxy_steps < 40  # stopped at once, not at the end
+    assert state_checksum(runner.base.model) == before
+
+
+class _OOMAt:
+    """A reporter that raises the given error at step 3 of trial 1: an allocation failure mid-step."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+        self.trial = -1
+        self.finished: list[TrialSummary] = []
+
+    def phase(self, message: str) -> None:
+        pass
+
+    def trial_started(self, number: int, recipe: Recipe, proxy_steps: int) -> None:
+        self.trial = number
+
+    def step(self, done: int, total: int, loss: float) -> None:
+        if self.trial == 1 and done == 3:
+            raise self.error
+
+    def trial_finished(self, summary: TrialSummary) -> None:
+        self.finished.append(summary)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"), MemoryError("cannot allocate")],
+    ids=["cuda-oom", "cpu-oom"],
+)
+def test_out_of_memory_fails_the_trial_not_the_study(tiny_world: Path, tmp_path: Path, error: BaseException) -> None:
+    reporter = _OOMAt(error)
+    runner = runner_for(write_study(tmp_path, tiny_world, name="oom", n_trials=3), reporter)
+    study = runner.run()
+    states = [t.state.name for t in study.trials]
+    assert states == ["COMPLETE", "FAIL", "COMPLETE"]
+    reason = study.trials[1].user_attrs[ATTR_FAILURE]
+    assert reason.startswith(type(error).__name__) and str(error) in reason
+    assert state_checksum(runner.base.model) == runner.base_checksum  # the adapter was unloaded
+
+
+def test_failed_trials_set_exit_status_and_summary(tiny_world: Path, tmp_path: Path) -> None:
+    # Half the space targets a module the model does not have: those trials fail, the study goes on.
+    space = (Path(__file__).resolve().parents[1] / "search_spaces" / "default.yaml").read_text()
+    space = space.replace("choices: [attention, all_linear]", "choices: [attention, gpt2_style]")
+    space = space.replace("  all_linear: [q_proj", "  gpt2_style: [c_attn]\n  all_linear: [q_proj")
+    cfg = write_study(tmp_path, tiny_world, name="fails", n_trials=6, space=space)
+    r = subprocess.run([sys.executable, "-m", "recipe_opt", "search", str(cfg)], capture_output=True, text=True)
+    study = optuna.load_study(study_name="fails", storage=f"sqlite:///{tmp_path / 'fails.db'}")
+    n_failed = sum(t.state.name == "FAIL" for t in study.trials)
+    assert 0 < n_failed < len(study.trials)
+    assert r.returncode == 3, r.stdout + r.stderr
+    assert f"{n_failed} failed ({n_failed} in this run)" in r.stdout
+    assert f"{n_failed} x fail: TrainingError: cannot attach LoRA adapter" in r.stdout
+    assert "selected trial" in r.stdout
+
+
+def test_rung_early_stopping_prunes_dominated_trials(tiny_world: Path, tmp_path: Path) -> None:
+    extra = "early_stopping: {enabled: true, rungs: [0.25, 0.5], min_trials_at_rung: 1, min_dominating: 1}"
+    cfg = write_study(tmp_path, tiny_world, name="rungs", n_trials=4, extra=extra)
+    runner = runner_for(cfg)
+    space = runner.space
+    study = optuna.create_study(
+        study_name="rungs",
+        storage=f"sqlite:///{tmp_path / 'rungs.db'}",
+        directions=["maximize", "minimize", "minimize"],
+    )
+    good = space.params_for(
+        Recipe(
+            Mixture.from_mapping({"mul": 0.5, "add_text": 0.5}),
+            Replay(0.3),
+            Schedule(2.4e-3, 0.1, "cosine"),
+            Adapter(8, 2.0, ALL),
+            Budget(400, 32),
+        )
+    )
+    # Same recipe, but rank 64 (more cost), LR 2e-2 and no replay (it forgets): dominated at the rungs.
+    bad = {**good, "lora_rank": 64, "peak_lr": 0.02, "replay_ratio": 0.0, "steps": 800}
+    for params in (good, bad, good, bad):
+        study.enqueue_trial(params)
+    del study
+    result = runner.run()
+    states = [t.state.name for t in result.trials]
+    assert states[0] == "COMPLETE" and states[1] == "PRUNED" and states[3] == "PRUNED", states
+    for t in (result.trials[1], result.trials[3]):
+        assert t.user_attrs[ATTR_FAILURE].startswith("stopped early: dominated by")
+        rungs = t.user_attrs[ATTR_RUNGS]
+        assert set(rungs) <= {"0.25", "0.5"} and rungs
+        # It stopped at a rung, so its compute is a fraction of a full proxy of the same recipe.
+        full = result.trials[0].user_attrs[ATTR_PROXY_TFLOPS] * 2 * 64 / 8  # steps x2, rank x8 (upper bound)
+        assert t.user_attrs[ATTR_PROXY_TFLOPS] < 0.6 * full
+    assert "0.25" in result.trials[0].user_attrs[ATTR_RUNGS]  # complete trials keep their rung values
+
+
+def test_max_cost_stops_the_study(tiny_world: Path, tmp_path: Path) -> None:
+    cfg = write_study(tmp_path, tiny_world, name="budget", n_trials=20)
+    r = subprocess.run(
+        [sys.executable, "-m", "recipe_opt", "search", str(cfg), "--max-cost", "0.001"], capture_output=True, text=True
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    study = optuna.load_study(study_name="budget", storage=f"sqlite:///{tmp_path / 'budget.db'}")
+    assert len(study.trials) < 20
+    assert "reached --max-cost 0.001: stopping" in r.stdout
+
+
+def test_informed_design_runs_first(tiny_world: Path, tmp_path: Path) -> None:
+    cfg = write_study(tmp_path, tiny_world, name="design", n_trials=2, sampler="{name: gp, initial_design: informed}")
+    study = runner_for(cfg).run()
+    space = load_search_space(tmp_path / "space.yaml", ["mul", "add_text"])
+    design = space.informed_design()
+    ran = [t.user_attrs["recipe_hash"] for t in study.trials if t.state.name == "COMPLETE"]
+    assert ran == [space.sample(optuna.trial.FixedTrial(p)).content_hash for p in design[:2]]
+    assert study.trials[0].user_attrs["origin"] == "informed initial design"
