@@ -8,6 +8,7 @@ only from there.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import time
@@ -278,39 +279,32 @@ class StudyRunner:
         self.reporter.phase(f"building eval tasks ({ev.backend})")
         names = list(dict.fromkeys([*ev.new_task.tasks, *(t for s in ev.retention for t in s.tasks)]))
         tasks = find_tasks(cfg.tasks_dir_path, names, cfg.data_root_path)
-        scorer = make_scorer(
-            ev.backend,
-            tasks,
-            tok,
-            pad_id=self.base.pad_id,
-            max_seq_len=max_len,
-            batch_size=ev.batch_size,
-            limit=ev.limit,
-            device=device,
-        )
-        self.evaluator = SuiteEvaluator(
-            scorer,
-            Suite(ev.new_task.name, tuple(ev.new_task.tasks)),
-            [Suite(s.name, tuple(s.tasks), s.weight) for s in ev.retention],
-        )
+
+        def evaluator(backend: str) -> SuiteEvaluator:
+            scorer = make_scorer(
+                backend,
+                tasks,
+                tok,
+                pad_id=self.base.pad_id,
+                max_seq_len=max_len,
+                batch_size=ev.batch_size,
+                limit=ev.limit,
+                device=device,
+            )
+            return SuiteEvaluator(
+                scorer,
+                Suite(ev.new_task.name, tuple(ev.new_task.tasks)),
+                [Suite(s.name, tuple(s.tasks), s.weight) for s in ev.retention],
+            )
+
+        self.evaluator = evaluator(ev.backend)
         # Rungs score with the native scorer when the tasks allow it: the same metric as lm-eval
         # (a test checks they agree exactly) at a seventh of the cost.
         self.rung_evaluator = self.evaluator
         if cfg.early_stopping.enabled and ev.backend != "native":
-            try:
-                native = make_scorer(
-                    "native",
-                    tasks,
-                    tok,
-                    pad_id=self.base.pad_id,
-                    max_seq_len=max_len,
-                    batch_size=ev.batch_size,
-                    limit=ev.limit,
-                    device=device,
-                )
-                self.rung_evaluator = SuiteEvaluator(native, self.evaluator.new_suite, self.evaluator.retention)
-            except RecipeOptError:
-                pass
+            # Tasks the native scorer cannot render keep the configured backend at the rungs.
+            with contextlib.suppress(RecipeOptError):
+                self.rung_evaluator = evaluator("native")
         self.base_checksum = state_checksum(self.base.model)
         self._built = True
 
