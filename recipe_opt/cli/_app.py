@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -224,9 +223,8 @@ def validate(
 class _RichReporter:
     """Renders study progress: a bar over trials and one over the running trial's steps."""
 
-    def __init__(self, progress: Any, n_trials: int | None, objectives: Sequence[str]) -> None:
+    def __init__(self, progress: Any, n_trials: int | None) -> None:
         self.progress = progress
-        self.objectives = objectives
         self.trials_task = progress.add_task("trials", total=n_trials)
         self.steps_task = progress.add_task("proxy training", total=1, visible=False)
 
@@ -439,7 +437,7 @@ def search(
         TimeElapsedColumn(),
         console=console,
     ) as progress:
-        reporter = _RichReporter(progress, target, cfg.objectives)
+        reporter = _RichReporter(progress, target)
         runner = StudyRunner(cfg, space, reporter)
         try:
             study = runner.run(n_trials=n_trials, timeout=timeout, max_cost=max_cost)

@@ -84,7 +84,7 @@ def policy_scores(
 ) -> list[float]:
     """Score of each candidate under `policy` (higher is better)."""
     if policy == "gain-within-gates":
-        return [r["gain"] - 1e-9 * r.get("cost", 0.0) for r in rows]
+        return [r["gain"] for r in rows]  # ties go to the cheaper recipe (see _rank_key)
     scaled = _scaled(rows, objectives)
     if policy == "knee":
         return [-math.sqrt(sum((1.0 - x[o]) ** 2 for o in objectives)) for x in scaled]
@@ -133,7 +133,7 @@ def select_recipe(
         f"{rows[best]['forgetting']:+.3f}, cost {rows[best].get('cost', math.nan):.3g} TFLOP)"
     )
     rerun_record: dict[str, Any] | None = None
-    if reruns and rerun is not None and len(front) > 0:
+    if reruns and rerun is not None:
         candidates = order[:top_k]
         seeds = [cfg.seed + 1 + k for k in range(reruns)]
         table: list[dict[str, Any]] = []
