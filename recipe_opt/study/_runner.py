@@ -439,12 +439,11 @@ class StudyRunner:
         check_storage(cfg)
         self.build()
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        probe = open_study(cfg, self.space)
-        _fail_interrupted_trials(probe, cfg.storage_url)
-        finished = _n_finished(probe)
+        study = open_study(cfg, self.space)
+        _fail_interrupted_trials(study, cfg.storage_url)
+        finished = _n_finished(study)
         # Re-seed on resume so the sampler does not replay the draws of the first session.
-        sampler = create_sampler(cfg.sampler.name, cfg.seed + finished, cfg.sampler.n_startup_trials)
-        study = open_study(cfg, self.space, sampler=sampler)
+        study.sampler = create_sampler(cfg.sampler.name, cfg.seed + finished, cfg.sampler.n_startup_trials)
         if cfg.sampler.initial_design == "informed" and not study.trials:
             for params in self.space.informed_design():
                 study.enqueue_trial(params, user_attrs={"origin": "informed initial design"})
