@@ -69,7 +69,7 @@ def main() -> None:
     trainer = ProxyTrainer(
         base,
         TrainingData(
-            new={"mul": enc("new/mul.jsonl"), "add_text": enc("new/add_text.jsonl")},
+            new={"mul": enc("cycle1/mul.jsonl"), "add_text": enc("cycle1/add_text.jsonl")},
             replay={"old": enc("replay/old.jsonl")},
             replay_weights={"old": 1.0},
         ),

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -59,8 +61,8 @@ base_model: {world}/models/v0
 data_root: {world}/data
 sources:
   new:
-    mul: {{path: new/mul.jsonl}}
-    add_text: {{path: new/add_text.jsonl}}
+    mul: {{path: cycle1/mul.jsonl}}
+    add_text: {{path: cycle1/add_text.jsonl}}
   replay:
     old: {{path: replay/old.jsonl}}
 search_space: space.yaml
@@ -88,3 +90,35 @@ output_dir: out
 def clean_dir(tmp_path: Path) -> Iterator[Path]:
     yield tmp_path
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+PG_URL = os.environ.get("RECIPE_OPT_TEST_POSTGRES", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
+
+
+def _postgres_url() -> Iterator[str]:
+    """A fresh schema per test run, so runs never collide; dropped afterwards."""
+    try:
+        engine = sa.create_engine(PG_URL)
+        with engine.connect() as c:
+            c.execute(sa.text("select 1"))
+    except Exception as exc:  # no server, no driver
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"PostgreSQL not reachable at {PG_URL}: {type(exc).__name__}")
+    schema = f"t_{uuid.uuid4().hex[:10]}"
+    with engine.begin() as c:
+        c.execute(sa.text(f'create schema "{schema}"'))
+    try:
+        yield f"{PG_URL}?options=-csearch_path%3D{schema}"
+    finally:
+        with engine.begin() as c:
+            c.execute(sa.text(f'drop schema "{schema}" cascade'))
+        engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'study.db'}"
+    else:
+        yield from _postgres_url()

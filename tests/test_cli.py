@@ -72,9 +72,9 @@ def test_bad_input_one_line_exit_2_nothing_written(tmp_path: Path, case: str) ->
     world = tmp_path / "no-world-needed"
     (world / "models" / "v0").mkdir(parents=True)
     (world / "models" / "v0" / "config.json").write_text("{}")
-    (world / "data" / "new").mkdir(parents=True)
+    (world / "data" / "cycle1").mkdir(parents=True)
     (world / "data" / "replay").mkdir(parents=True)
-    for f in ("new/mul.jsonl", "new/add_text.jsonl", "replay/old.jsonl"):
+    for f in ("cycle1/mul.jsonl", "cycle1/add_text.jsonl", "replay/old.jsonl"):
         (world / "data" / f).write_text('{"prompt": "1 + 1 =", "completion": " 2"}\n')
     study_dir = tmp_path / "s"
     space = None

@@ -24,7 +24,7 @@ def test_shipped_search_spaces_load(path: Path) -> None:
 def test_shipped_studies_load(path: Path) -> None:
     cfg = load_study_config(path, check_paths=False)
     load_search_space(cfg.search_space_path, list(cfg.sources.new))
-    assert cfg.storage_url.startswith("sqlite:///") and cfg.storage_url.endswith(f"studies/{cfg.name}.db")
+    assert cfg.storage_url.startswith("sqlite:///") and cfg.storage_url.endswith(f"studies/{cfg.family}.db")
 
 
 @pytest.mark.parametrize("path", sorted((REPO / "evaluators").rglob("*.yaml")), ids=lambda p: p.name)

@@ -36,7 +36,7 @@ def test_three_trial_study_end_to_end(tiny_world: Path, tmp_path: Path) -> None:
     assert "Feasible Pareto front of e2e" in r.stdout and "selected trial" in r.stdout
     assert "Traceback" not in r.stderr
 
-    url = f"sqlite:///{tmp_path / 'studies' / 'e2e.db'}"
+    url = f"sqlite:///{tmp_path / 'studies' / 'demo.db'}"
     study = optuna.load_study(study_name="e2e", storage=url)
     trials = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
     assert len(trials) == 3
@@ -112,7 +112,7 @@ def test_three_trial_study_end_to_end(tiny_world: Path, tmp_path: Path) -> None:
 
 def test_resume_continues_instead_of_starting_over(tiny_world: Path, tmp_path: Path) -> None:
     cfg = write_study(tmp_path, tiny_world, name="resume", n_trials=2)
-    url = f"sqlite:///{tmp_path / 'resume.db'}"
+    url = f"sqlite:///{tmp_path / 'demo.db'}"
     search(cfg)
     first = optuna.load_study(study_name="resume", storage=url)
     first_params = [t.params for t in first.trials]

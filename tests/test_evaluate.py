@@ -41,7 +41,7 @@ def test_native_scorer_matches_lm_eval(tiny_world: Path) -> None:
     enc = lambda p: encode_examples(base.tokenizer, read_jsonl(tiny_world / "data" / p), max_seq_len=32, source=p)  # noqa: E731
     trainer = ProxyTrainer(
         base,
-        TrainingData(new={"mul": enc("new/mul.jsonl")}, replay={}, replay_weights={}),
+        TrainingData(new={"mul": enc("cycle1/mul.jsonl")}, replay={}, replay_weights={}),
         ProxySettings(fraction=1.0, batch_size=16, max_seq_len=32),
     )
     recipe = Recipe(

@@ -117,7 +117,7 @@ def test_failed_trials_set_exit_status_and_summary(tiny_world: Path, tmp_path: P
     space = space.replace("  all_linear: [q_proj", "  gpt2_style: [c_attn]\n  all_linear: [q_proj")
     cfg = write_study(tmp_path, tiny_world, name="fails", n_trials=6, space=space)
     r = subprocess.run([sys.executable, "-m", "recipe_opt", "search", str(cfg)], capture_output=True, text=True)
-    study = optuna.load_study(study_name="fails", storage=f"sqlite:///{tmp_path / 'fails.db'}")
+    study = optuna.load_study(study_name="fails", storage=f"sqlite:///{tmp_path / 'demo.db'}")
     n_failed = sum(t.state.name == "FAIL" for t in study.trials)
     assert 0 < n_failed < len(study.trials)
     assert r.returncode == 3, r.stdout + r.stderr
@@ -133,7 +133,7 @@ def test_rung_early_stopping_prunes_dominated_trials(tiny_world: Path, tmp_path:
     space = runner.space
     study = optuna.create_study(
         study_name="rungs",
-        storage=f"sqlite:///{tmp_path / 'rungs.db'}",
+        storage=f"sqlite:///{tmp_path / 'demo.db'}",
         directions=["maximize", "minimize", "minimize"],
     )
     good = space.params_for(
@@ -169,7 +169,7 @@ def test_max_cost_stops_the_study(tiny_world: Path, tmp_path: Path) -> None:
         [sys.executable, "-m", "recipe_opt", "search", str(cfg), "--max-cost", "0.001"], capture_output=True, text=True
     )
     assert r.returncode == 0, r.stdout + r.stderr
-    study = optuna.load_study(study_name="budget", storage=f"sqlite:///{tmp_path / 'budget.db'}")
+    study = optuna.load_study(study_name="budget", storage=f"sqlite:///{tmp_path / 'demo.db'}")
     assert len(study.trials) < 20
     assert "reached --max-cost 0.001: stopping" in r.stdout
 

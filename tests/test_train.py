@@ -33,7 +33,7 @@ def trainer(tiny_world: Path) -> ProxyTrainer:
     base = load_base_model(tiny_world / "models" / "v0")
     enc = lambda p: encode_examples(base.tokenizer, read_jsonl(tiny_world / "data" / p), max_seq_len=32, source=p)  # noqa: E731
     data = TrainingData(
-        new={"mul": enc("new/mul.jsonl"), "add_text": enc("new/add_text.jsonl")},
+        new={"mul": enc("cycle1/mul.jsonl"), "add_text": enc("cycle1/add_text.jsonl")},
         replay={"old": enc("replay/old.jsonl")},
         replay_weights={"old": 1.0},
     )

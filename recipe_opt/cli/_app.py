@@ -110,13 +110,17 @@ def _same_world(directory: Path, seed: int) -> bool:
     import json
     from dataclasses import asdict
 
-    from recipe_opt.demo import DemoWorldConfig
+    from recipe_opt.demo import WORLD_FORMAT, DemoWorldConfig
 
     try:
         manifest = json.loads((directory / "world.json").read_text())
     except (OSError, ValueError):
         return False
-    return bool(manifest.get("config") == asdict(DemoWorldConfig(seed=seed)) and (directory / "models" / "v0").is_dir())
+    return bool(
+        manifest.get("config") == asdict(DemoWorldConfig(seed=seed))
+        and manifest.get("format") == WORLD_FORMAT
+        and (directory / "models" / "v0").is_dir()
+    )
 
 
 # ---- demo -------------------------------------------------------------------------------------
@@ -404,6 +408,21 @@ def search(
     early_stopping: Annotated[
         bool | None, typer.Option("--early-stopping/--no-early-stopping", help="Override rung-based early stopping.")
     ] = None,
+    warm_start: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--warm-start",
+            help="Seed a new study from earlier cycles: `auto` (the cycle that produced the base version), "
+            "a study name (repeatable), or `none`. Overrides the config's warm_start.studies.",
+        ),
+    ] = None,
+    warm_start_priors: Annotated[
+        bool | None,
+        typer.Option(
+            "--warm-start-priors/--no-warm-start-priors",
+            help="Also add the source studies' complete trials as prior observations for the sampler.",
+        ),
+    ] = None,
     report: Annotated[bool, typer.Option(help="Write the HTML report when the search ends.")] = True,
 ) -> None:
     """Run (or resume) the study: proxy fine-tunes scored by gain, forgetting and cost.
@@ -424,6 +443,10 @@ def search(
 
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     started = time.perf_counter()
+    warm_sources = cfg.warm_start.studies if warm_start is None else [w for w in warm_start if w != "none"]
+    if "auto" in warm_sources and len(warm_sources) > 1:
+        raise _fail(ConfigError.single("--warm-start", "", f"`auto` stands alone, but got {warm_sources}"))
+    priors = cfg.warm_start.priors if warm_start_priors is None else warm_start_priors
     target = n_trials or cfg.trials.n_trials
     console.print(
         f"study [bold]{cfg.name}[/]: {target or 'unbounded'} trials, sampler {cfg.sampler.name}, "
@@ -439,8 +462,20 @@ def search(
     ) as progress:
         reporter = _RichReporter(progress, target)
         runner = StudyRunner(cfg, space, reporter)
+
+        def plan() -> Any:
+            from recipe_opt.lineage import LineageStore
+            from recipe_opt.study import plan_warm_start
+
+            with LineageStore(cfg.storage_url) as store:
+                return plan_warm_start(
+                    cfg, space, warm_sources, store=store, max_recipes=cfg.warm_start.max_recipes, priors=priors
+                )
+
         try:
-            study = runner.run(n_trials=n_trials, timeout=timeout, max_cost=max_cost)
+            study = runner.run(
+                n_trials=n_trials, timeout=timeout, max_cost=max_cost, warm_start=plan if warm_sources else None
+            )
         except RecipeOptError as exc:
             raise _fail(exc) from None
         except KeyboardInterrupt:
@@ -465,6 +500,11 @@ def search(
     console.print(summary)
     for line in reasons:
         console.print(f"  {escape(line)}")
+    if code != 1:
+        console.print(
+            f"next: read the report, then `recipe-opt apply {escape(str(config))}` trains the recipe at full "
+            f"fidelity and registers {cfg.family}/{cfg.apply_version} if it passes the release gates"
+        )
     if code:
         raise typer.Exit(code)
 

@@ -3,6 +3,7 @@
 from recipe_opt.config._study import (
     OBJECTIVES,
     SELECTION_POLICIES,
+    ApplyConfig,
     EarlyStoppingConfig,
     EvaluationConfig,
     GatesConfig,
@@ -14,6 +15,7 @@ from recipe_opt.config._study import (
     StudyConfig,
     SuiteConfig,
     TrialBudget,
+    WarmStartConfig,
     load_study_config,
     masked_url,
 )
@@ -21,6 +23,7 @@ from recipe_opt.config._study import (
 __all__ = [
     "OBJECTIVES",
     "SELECTION_POLICIES",
+    "ApplyConfig",
     "EarlyStoppingConfig",
     "EvaluationConfig",
     "GatesConfig",
@@ -32,6 +35,7 @@ __all__ = [
     "StudyConfig",
     "SuiteConfig",
     "TrialBudget",
+    "WarmStartConfig",
     "load_study_config",
     "masked_url",
 ]

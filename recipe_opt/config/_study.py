@@ -18,6 +18,7 @@ from recipe_opt.exceptions import ConfigError, ConfigProblem
 __all__ = [
     "OBJECTIVES",
     "SELECTION_POLICIES",
+    "ApplyConfig",
     "EarlyStoppingConfig",
     "EvaluationConfig",
     "GatesConfig",
@@ -29,6 +30,7 @@ __all__ = [
     "StudyConfig",
     "SuiteConfig",
     "TrialBudget",
+    "WarmStartConfig",
     "load_study_config",
     "masked_url",
 ]
@@ -199,6 +201,49 @@ class EarlyStoppingConfig(_Model):
         return v
 
 
+class WarmStartConfig(_Model):
+    """Seed a new study from earlier cycles in the same storage (see `recipe_opt.study._warm`)."""
+
+    studies: list[str] = Field(
+        default_factory=list,
+        description="`[auto]` (the cycle that produced the base version), study names, or empty (cold start).",
+    )
+    max_recipes: int = Field(default=8, ge=1, le=64, description="Recipes enqueued: the selected one, then Pareto.")
+    priors: bool = Field(default=False, description="Also add their complete trials as prior observations.")
+
+    @field_validator("studies")
+    @classmethod
+    def _studies(cls, v: list[str]) -> list[str]:
+        if "auto" in v and len(v) > 1:
+            raise ValueError(f"`auto` stands alone, but got {v}")
+        return v
+
+
+class ApplyConfig(_Model):
+    """`recipe-opt apply`: the selected recipe trained at full fidelity, registered as a new version.
+
+    Full fidelity means every step of the recipe's budget (the proxy runs `proxy.fraction` of
+    them) at the recipe's batch size, and every eval item (no `evaluation.limit`).
+    """
+
+    version: str | None = Field(
+        default=None, description="Name of the new version; default: the base's trailing number + 1 (v0 -> v1)."
+    )
+    weights_dir: str | None = Field(
+        default=None, description="Where `<version>/` is written; default: the directory holding `base_model`."
+    )
+    tier: Literal["foundation", "industrial", "application"] | None = Field(
+        default=None, description="Tier of the new version; default: the parent's."
+    )
+
+    @field_validator("version")
+    @classmethod
+    def _version(cls, v: str | None) -> str | None:
+        if v is not None and not _NAME.match(v):
+            raise ValueError("must be 1-100 characters of letters, digits, '.', '_' or '-'")
+        return v
+
+
 class StudyConfig(_Model):
     name: str = Field(description="Study name (letters, digits, . _ -).")
     family: str = Field(default="demo", description="Model family in the lineage store.")
@@ -215,14 +260,19 @@ class StudyConfig(_Model):
     gates: GatesConfig = Field(default_factory=GatesConfig)
     selection: SelectionConfig = Field(default_factory=SelectionConfig)
     early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
+    warm_start: WarmStartConfig = Field(default_factory=WarmStartConfig)
+    apply: ApplyConfig = Field(default_factory=ApplyConfig)
     seed: int = 0
-    storage: str | None = Field(default=None, description="SQLAlchemy URL; default sqlite beside this file.")
+    storage: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL; default sqlite:///<family>.db beside this file, shared by the family's cycles.",
+    )
     output_dir: str | None = Field(default=None, description="Default: ../reports/<name>.")
 
     # Set by the loader, not by users.
     config_path: Path | None = Field(default=None, exclude=True)
 
-    @field_validator("name")
+    @field_validator("name", "family", "base_version")
     @classmethod
     def _name(cls, v: str) -> str:
         if not _NAME.match(v):
@@ -284,12 +334,27 @@ class StudyConfig(_Model):
                 rel = self.storage[len("sqlite:///") :]
                 return f"sqlite:///{self.resolve(rel)}"
             return self.storage
-        return f"sqlite:///{self.resolve(self.name + '.db')}"
+        # One database per model family: its studies and its lineage live together, so the next
+        # cycle's study finds the last one's selection and Pareto set to warm-start from.
+        return f"sqlite:///{self.resolve(self.family + '.db')}"
 
     @property
     def storage_display(self) -> str:
         """`storage_url` with any password replaced by ***: for messages, logs and records."""
         return masked_url(self.storage_url)
+
+    @property
+    def apply_version(self) -> str:
+        """Name of the version `apply` registers: configured, or the base's number + 1."""
+        if self.apply.version:
+            return self.apply.version
+        m = re.match(r"^(.*?)(\d+)$", self.base_version)
+        return f"{m.group(1)}{int(m.group(2)) + 1}" if m else f"{self.base_version}-1"
+
+    @property
+    def apply_weights_path(self) -> Path:
+        root = self.resolve(self.apply.weights_dir) if self.apply.weights_dir else self.base_model_path.parent
+        return root / self.apply_version
 
     def directions(self) -> list[Literal["maximize", "minimize"]]:
         return [OBJECTIVES[o] for o in self.objectives]

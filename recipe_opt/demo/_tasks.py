@@ -20,11 +20,16 @@ from dataclasses import dataclass
 
 from recipe_opt.data import Example
 
-__all__ = ["NEW_TASKS", "OLD_TASKS", "TaskSplit", "build_tasks"]
+__all__ = ["CYCLE_TASKS", "NEW_TASKS", "OLD_TASKS", "TaskSplit", "build_cycle_tasks", "build_tasks"]
 
 _LETTERS = "abcdef"
 OLD_TASKS = ("add", "rev", "copy", "lookup")
 NEW_TASKS = ("mul", "add_text")
+# The new data of each update cycle. Each cycle brings a new task and a new format of an
+# earlier one, so an update competes with what earlier versions learned; cycles 2 and 3 reuse
+# only characters the tokenizer already knows (it is trained on v0's and cycle 1's text only,
+# so v0 is the same model whether or not later cycles exist).
+CYCLE_TASKS: dict[int, tuple[str, ...]] = {1: NEW_TASKS, 2: ("max", "mul_text"), 3: ("diff", "rev4")}
 
 
 @dataclass(frozen=True)
@@ -75,4 +80,21 @@ def build_tasks(seed: int) -> dict[str, TaskSplit]:
 
     add_text = [Example(f"sum of {a} and {b} is", " " + _spaced(str(a + b))) for a in range(10) for b in range(10)]
     tasks["add_text"] = _function_split("add_text", add_text, rng, eval_share=0.5)
+    return tasks
+
+
+def build_cycle_tasks(seed: int) -> dict[str, TaskSplit]:
+    """The tasks of update cycles 2 and 3, from their own random stream (cycle 1's are in `build_tasks`)."""
+    rng = random.Random(seed + 1)
+    tasks: dict[str, TaskSplit] = {}
+    pairs = [(a, b) for a in range(10) for b in range(10)]
+    mx = [Example(f"max of {a} and {b} is", f" {max(a, b)}") for a, b in pairs]
+    tasks["max"] = _function_split("max", mx, rng, eval_share=0.5)
+    mul_text = [Example(f"product of {a} and {b} is", " " + _spaced(str(a * b))) for a, b in pairs]
+    tasks["mul_text"] = _function_split("mul_text", mul_text, rng, eval_share=0.5)
+    diff = [Example(f"diff of {a} and {b} is", f" {a - b}") for a, b in pairs if a >= b]
+    tasks["diff"] = _function_split("diff", diff, rng, eval_share=0.4)
+    rev4 = [Example(f"rev {_spaced(w)} =", " " + _spaced(w[::-1])) for w in itertools.product(_LETTERS, repeat=4)]
+    split = _function_split("rev4", rev4, rng, eval_share=0.2)
+    tasks["rev4"] = TaskSplit("rev4", split.train, split.eval[:300], "function")
     return tasks

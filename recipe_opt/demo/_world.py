@@ -3,11 +3,16 @@
 What `build_world(DIR)` writes:
 
     DIR/models/v0/        HF checkpoint (LlamaForCausalLM, safetensors) + its tokenizer: version v0
-    DIR/data/new/*.jsonl  the update's new-data sources (mul: a new task; add_text: a new format
-                          of an old task, addition)
-    DIR/data/replay/old.jsonl  replay pool of old-task training data, balanced across tasks
+    DIR/data/cycle1/*.jsonl  new data of update cycle 1 (v0 -> v1): mul, a new task, and
+                          add_text, a new format of an old one (addition)
+    DIR/data/cycle2/*.jsonl  cycle 2 (v1 -> v2): max, and mul_text (multiplication in words)
+    DIR/data/cycle3/*.jsonl  cycle 3 (v2 -> v3): diff, and rev4 (reversal of 4 letters)
+    DIR/data/replay/old.jsonl  replay pool of v0's training data, balanced across its tasks
+                          (later cycles replay earlier cycles' files beside it)
     DIR/data/eval/*.jsonl held-out eval sets, one per capability
     DIR/world.json        what was built: seed, sizes, base accuracies, file hashes
+
+Later versions (v1, v2, ...) are not built here: `recipe-opt apply` writes them beside v0.
 
 Nothing is downloaded: the tokenizer is trained with `tokenizers` on the world's own text and the
 model is pre-trained here (about a minute on 2 CPU cores).
@@ -25,9 +30,12 @@ from pathlib import Path
 from typing import Any
 
 from recipe_opt.data import Example, write_jsonl
-from recipe_opt.demo._tasks import NEW_TASKS, OLD_TASKS, TaskSplit, build_tasks
+from recipe_opt.demo._tasks import CYCLE_TASKS, OLD_TASKS, TaskSplit, build_cycle_tasks, build_tasks
 
-__all__ = ["DemoWorldConfig", "WorldSummary", "build_world"]
+__all__ = ["WORLD_FORMAT", "DemoWorldConfig", "WorldSummary", "build_world"]
+
+# Bumped when the world's files change shape (2: data per update cycle, cycles 2 and 3 added).
+WORLD_FORMAT = 2
 
 SPECIAL_TOKENS = ("<pad>", "<s>", "</s>", "<unk>")
 
@@ -129,20 +137,24 @@ def build_world(
     tmp.mkdir(parents=True)
 
     tasks = build_tasks(cfg.seed)
+    later = build_cycle_tasks(cfg.seed)
     rng = random.Random(cfg.seed)
 
     # ---- data files -----------------------------------------------------------------------
     data = tmp / "data"
-    for name in NEW_TASKS:
-        write_jsonl(data / "new" / f"{name}.jsonl", tasks[name].train)
+    every = {**tasks, **later}
+    for cycle, names in CYCLE_TASKS.items():
+        for name in names:
+            write_jsonl(data / f"cycle{cycle}" / f"{name}.jsonl", every[name].train)
     write_jsonl(
         data / "replay" / "old.jsonl",
         _balanced_pool([tasks[n] for n in OLD_TASKS], cfg.replay_pool_per_task, rng),
     )
-    for name, split in tasks.items():
+    for name, split in every.items():
         write_jsonl(data / "eval" / f"{name}.jsonl", split.eval)
 
-    # ---- tokenizer over every text the world contains ---------------------------------------
+    # ---- tokenizer over the text of v0's tasks and cycle 1 ------------------------------------
+    # (Later cycles use the same characters; leaving their text out keeps v0 identical.)
     texts = [ex.prompt + ex.completion for split in tasks.values() for ex in split.train + split.eval]
     tokenizer = _train_tokenizer(texts, cfg.vocab_size)
 
@@ -195,7 +207,7 @@ def build_world(
     pretrain_seconds = time.perf_counter() - t0
 
     base_accuracy: dict[str, float] = {}
-    for name, split in tasks.items():
+    for name, split in every.items():
         items = encode_examples(tokenizer, split.eval, max_seq_len=max_len, source=name, add_eos=False)
         base_accuracy[name] = score_items(model, items, pad_id=pad_id).acc
     weak = {n: a for n, a in base_accuracy.items() if n in OLD_TASKS and a < cfg.min_base_accuracy}
@@ -211,10 +223,11 @@ def build_world(
 
     manifest = {
         "kind": "recipe-opt demo world",
+        "format": WORLD_FORMAT,
         "config": asdict(cfg),
         "n_parameters": n_params,
         "old_tasks": list(OLD_TASKS),
-        "new_tasks": list(NEW_TASKS),
+        "cycles": {str(c): list(names) for c, names in CYCLE_TASKS.items()},
         "base_accuracy": base_accuracy,
         "pretrain_seconds": round(pretrain_seconds, 1),
         "files": {str(p.relative_to(tmp)): _sha256(p) for p in sorted(data.rglob("*.jsonl"))},

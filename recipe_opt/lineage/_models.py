@@ -1,8 +1,10 @@
 """Lineage tables (SQLAlchemy 2.x typed models).
 
-They live in the same database as the Optuna study. Optuna owns `alembic_version` and un-prefixed
-names (`studies`, `trials`, ...), so every table here is prefixed `lineage_` and nothing of ours
-touches Optuna's migration table.
+They live in the same database as the Optuna studies of a model family. Optuna owns
+`alembic_version` and un-prefixed names (`studies`, `trials`, ...), so every table here is
+prefixed `lineage_` and our Alembic migrations keep their revision in `lineage_alembic_version`
+(see `recipe_opt/lineage/migrations`). Change a model here only together with a new migration:
+a test compares these models with the migrated schema.
 """
 
 from __future__ import annotations
@@ -13,9 +15,26 @@ from typing import Any, ClassVar
 from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-__all__ = ["Base", "ModelVersion", "RecipeRecord", "Selection", "UpdateCycle"]
+__all__ = [
+    "Base",
+    "Evaluation",
+    "Family",
+    "FidelityRecord",
+    "ModelVersion",
+    "RecipeRecord",
+    "ReleaseDecision",
+    "Selection",
+    "UpdateCycle",
+]
 
 TABLE_PREFIX = "lineage_"
+VERSION_TABLE = TABLE_PREFIX + "alembic_version"
+
+# Version statuses. `registered`: entered by hand or as a study's base; `released`: passed the
+# release gates after `apply`; `rejected`: failed them (kept, with reasons, never current);
+# `rolled-back`: was current and was rolled back.
+STATUSES = ("registered", "released", "rejected", "rolled-back")
+TIERS = ("foundation", "industrial", "application")
 
 
 def _now() -> datetime:
@@ -23,7 +42,7 @@ def _now() -> datetime:
 
 
 class Base(DeclarativeBase):
-    type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: JSON}
+    type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: JSON, list[Any]: JSON}
 
 
 class ModelVersion(Base):
@@ -39,8 +58,11 @@ class ModelVersion(Base):
     tier: Mapped[str] = mapped_column(String(32), default="foundation")
     weights_uri: Mapped[str] = mapped_column(Text)
     weights_checksum: Mapped[str | None] = mapped_column(String(64))
-    status: Mapped[str] = mapped_column(String(32), default="current")
+    status: Mapped[str] = mapped_column(String(32), default="registered")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    # Added in revision 0002: the data it was trained on (name -> path, sha256) and a free note.
+    data_manifest: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    description: Mapped[str | None] = mapped_column(Text)
 
     parent: Mapped[ModelVersion | None] = relationship(remote_side=[id])
     cycles: Mapped[list[UpdateCycle]] = relationship(back_populates="base_version")
@@ -96,4 +118,77 @@ class Selection(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
 
     cycle: Mapped[UpdateCycle] = relationship(back_populates="selections")
+    recipe: Mapped[RecipeRecord] = relationship()
+
+
+class Family(Base):
+    """A model family and the version currently deployed (moved by releases and rollbacks)."""
+
+    __tablename__ = TABLE_PREFIX + "families"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    current_version_id: Mapped[int | None] = mapped_column(ForeignKey(TABLE_PREFIX + "model_versions.id"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+    current_version: Mapped[ModelVersion | None] = relationship()
+
+
+class Evaluation(Base):
+    """One suite score of one version, measured at full fidelity (every item, no `limit`)."""
+
+    __tablename__ = TABLE_PREFIX + "evaluations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey(TABLE_PREFIX + "model_versions.id"), index=True)
+    cycle_id: Mapped[int | None] = mapped_column(ForeignKey(TABLE_PREFIX + "update_cycles.id"))
+    suite: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(32))  # "new" or "retention"
+    score: Mapped[float] = mapped_column(Float)
+    tasks: Mapped[dict[str, Any]] = mapped_column(JSON)  # task -> every metric
+    backend: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+    version: Mapped[ModelVersion] = relationship()
+
+
+class ReleaseDecision(Base):
+    """What happened to a version and why: released, rejected (with the failed gates),
+    registered by hand, or a rollback (version = the one made current again)."""
+
+    __tablename__ = TABLE_PREFIX + "release_decisions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    family: Mapped[str] = mapped_column(String(200), index=True)
+    action: Mapped[str] = mapped_column(String(32))  # release | reject | register | rollback
+    version_id: Mapped[int] = mapped_column(ForeignKey(TABLE_PREFIX + "model_versions.id"))
+    previous_version_id: Mapped[int | None] = mapped_column(ForeignKey(TABLE_PREFIX + "model_versions.id"))
+    cycle_id: Mapped[int | None] = mapped_column(ForeignKey(TABLE_PREFIX + "update_cycles.id"))
+    recipe_id: Mapped[int | None] = mapped_column(ForeignKey(TABLE_PREFIX + "recipes.id"))
+    checks: Mapped[list[Any]] = mapped_column(JSON)  # [{gate, measured, bound, passed}]
+    reasons: Mapped[list[Any]] = mapped_column(JSON)  # one line per failed gate (or the note)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+    version: Mapped[ModelVersion] = relationship(foreign_keys=[version_id])
+    previous_version: Mapped[ModelVersion | None] = relationship(foreign_keys=[previous_version_id])
+    cycle: Mapped[UpdateCycle | None] = relationship()
+    recipe: Mapped[RecipeRecord | None] = relationship()
+
+
+class FidelityRecord(Base):
+    """One recipe measured at proxy and at full fidelity: the data of `recipe-opt fidelity`."""
+
+    __tablename__ = TABLE_PREFIX + "fidelity"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    cycle_id: Mapped[int] = mapped_column(ForeignKey(TABLE_PREFIX + "update_cycles.id"), index=True)
+    recipe_id: Mapped[int] = mapped_column(ForeignKey(TABLE_PREFIX + "recipes.id"))
+    trial_number: Mapped[int | None] = mapped_column(Integer)
+    origin: Mapped[str] = mapped_column(String(32))  # "apply" or "benchmark"
+    proxy: Mapped[dict[str, Any]] = mapped_column(JSON)  # gain, forgetting, cost (+ per suite)
+    full: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+    cycle: Mapped[UpdateCycle] = relationship()
     recipe: Mapped[RecipeRecord] = relationship()

@@ -1,21 +1,46 @@
-"""The lineage store: model versions, update cycles, recipes and selections. Imports no torch."""
+"""The lineage store: model families and versions, update cycles, recipes, selections,
+evaluations, release decisions and proxy-vs-full fidelity records. Imports no torch.
+
+Every write is one transaction: a failure leaves nothing half-written. Reads return plain
+frozen dataclasses, safe to use after the session closes.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import difflib
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, select
+from sqlalchemy import Engine, create_engine, func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from recipe_opt.exceptions import LineageError
-from recipe_opt.lineage._models import Base, ModelVersion, RecipeRecord, Selection, UpdateCycle
+from recipe_opt.lineage._migrate import head_revision, upgrade
+from recipe_opt.lineage._models import (
+    TIERS,
+    Evaluation,
+    Family,
+    FidelityRecord,
+    ModelVersion,
+    RecipeRecord,
+    ReleaseDecision,
+    Selection,
+    UpdateCycle,
+)
 from recipe_opt.recipe import Recipe
 
-__all__ = ["LineageStore", "SelectionRecord"]
+__all__ = [
+    "DecisionInfo",
+    "FidelityPair",
+    "LineageStore",
+    "SelectionRecord",
+    "SuiteScore",
+    "VersionInfo",
+]
 
 
 class SelectionRecord:
@@ -33,28 +58,109 @@ class SelectionRecord:
         self.values = {"gain": row.gain, "forgetting": row.forgetting, "cost": row.cost}
 
 
-class LineageStore:
-    """Typed access to the `lineage_*` tables in a study's database."""
+@dataclass(frozen=True)
+class SuiteScore:
+    """A suite score as stored for a version: `kind` is "new" or "retention"."""
 
-    def __init__(self, url: str, *, engine: Engine | None = None) -> None:
+    suite: str
+    kind: str
+    score: float
+    tasks: Mapping[str, Any]
+    backend: str
+    cycle: str | None
+
+
+@dataclass(frozen=True)
+class DecisionInfo:
+    action: str  # release | reject | register | rollback
+    family: str
+    version: str
+    previous: str | None
+    cycle: str | None
+    recipe_hash: str | None
+    checks: list[dict[str, Any]]
+    reasons: list[str]
+    metrics: dict[str, Any]
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    id: int
+    family: str
+    name: str
+    parent: str | None
+    tier: str
+    status: str
+    weights_uri: str
+    weights_checksum: str | None
+    data_manifest: dict[str, Any] | None
+    description: str | None
+    created_at: datetime
+    is_current: bool
+    decisions: list[DecisionInfo] = field(default_factory=list)
+    evaluations: list[SuiteScore] = field(default_factory=list)
+
+    @property
+    def ref(self) -> str:
+        return f"{self.family}/{self.name}"
+
+    @property
+    def decision(self) -> DecisionInfo | None:
+        """How the version entered the lineage (release, reject or register), if recorded."""
+        entry = [d for d in self.decisions if d.action in ("release", "reject", "register")]
+        return entry[-1] if entry else None
+
+
+@dataclass(frozen=True)
+class FidelityPair:
+    """One recipe measured at proxy and full fidelity."""
+
+    cycle: str
+    recipe_hash: str
+    trial_number: int | None
+    origin: str
+    proxy: dict[str, Any]
+    full: dict[str, Any]
+
+
+class LineageStore:
+    """Typed access to the `lineage_*` tables; migrates them to the current schema on open."""
+
+    def __init__(self, url: str, *, engine: Engine | None = None, migrate: bool = True) -> None:
         self.url = url
         try:
             self.engine = engine or create_engine(url, future=True)
-            Base.metadata.create_all(self.engine)
+            self.migrated_from: str | None = None
+            if migrate:
+                before, after = upgrade(self.engine)
+                if before != after:
+                    self.migrated_from = before
         except SQLAlchemyError as exc:
-            raise LineageError(
-                f"cannot open the lineage store: {type(exc).__name__}: {exc.args[0] if exc.args else ''}"
-            ) from None
+            raise LineageError(f"cannot open the lineage store: {_db_error(exc)}") from None
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @staticmethod
+    def head() -> str:
+        return head_revision()
 
     def close(self) -> None:
         self.engine.dispose()
 
+    def __enter__(self) -> LineageStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     @contextmanager
     def session(self) -> Iterator[Session]:
         """One transaction: committed on success, rolled back (nothing half-written) on error."""
-        with self._sessions() as s, s.begin():
-            yield s
+        try:
+            with self._sessions() as s, s.begin():
+                yield s
+        except SQLAlchemyError as exc:
+            raise LineageError(f"lineage store {self.url.split('://')[0]}: {_db_error(exc)}") from None
 
     # ---- model versions --------------------------------------------------------------------
     def ensure_version(
@@ -67,9 +173,12 @@ class LineageStore:
         tier: str = "foundation",
         parent: str | None = None,
     ) -> int:
-        """Register a version if absent; return its id. A known version must match its checksum."""
+        """Register a version if absent; return its id. A known version must match its checksum.
+
+        The first version of a family becomes its current version.
+        """
         with self.session() as s:
-            row = s.scalar(select(ModelVersion).where(ModelVersion.family == family, ModelVersion.name == name))
+            row = _version_row(s, family, name)
             if row is not None:
                 if weights_checksum and row.weights_checksum and row.weights_checksum != weights_checksum:
                     raise LineageError(
@@ -78,24 +187,144 @@ class LineageStore:
                         "register the changed model under a new version name"
                     )
                 return row.id
-            parent_row = None
-            if parent is not None:
-                parent_row = s.scalar(
-                    select(ModelVersion).where(ModelVersion.family == family, ModelVersion.name == parent)
-                )
-                if parent_row is None:
-                    raise LineageError(f"parent version {family}/{parent} is not registered")
-            row = ModelVersion(
-                family=family,
-                name=name,
-                parent=parent_row,
-                tier=tier,
+            row = self._new_version(
+                s, family, name, weights_uri=weights_uri, weights_checksum=weights_checksum, tier=tier, parent=parent
+            )
+            fam = _family_row(s, family)
+            if fam.current_version_id is None:
+                fam.current_version = row
+            return row.id
+
+    def register_version(
+        self,
+        family: str,
+        name: str,
+        *,
+        weights_uri: str,
+        weights_checksum: str | None,
+        tier: str = "foundation",
+        parent: str | None = None,
+        data_manifest: Mapping[str, Any] | None = None,
+        description: str | None = None,
+        make_current: bool = True,
+    ) -> VersionInfo:
+        """Enter a model that came from elsewhere (a new foundation release, say)."""
+        with self.session() as s:
+            if _version_row(s, family, name) is not None:
+                raise LineageError(f"version {family}/{name} is already registered")
+            row = self._new_version(
+                s,
+                family,
+                name,
                 weights_uri=weights_uri,
                 weights_checksum=weights_checksum,
+                tier=tier,
+                parent=parent,
+                data_manifest=data_manifest,
+                description=description,
             )
-            s.add(row)
+            fam = _family_row(s, family)
+            previous = fam.current_version_id
+            if make_current or previous is None:
+                fam.current_version = row
+            s.add(
+                ReleaseDecision(
+                    family=family,
+                    action="register",
+                    version=row,
+                    previous_version_id=previous,
+                    checks=[],
+                    reasons=[description or "registered by hand"],
+                    metrics={"made_current": bool(make_current or previous is None)},
+                )
+            )
             s.flush()
-            return row.id
+            return _info(s, row)
+
+    def _new_version(
+        self,
+        s: Session,
+        family: str,
+        name: str,
+        *,
+        weights_uri: str,
+        weights_checksum: str | None,
+        tier: str,
+        parent: str | None,
+        data_manifest: Mapping[str, Any] | None = None,
+        description: str | None = None,
+        status: str = "registered",
+    ) -> ModelVersion:
+        if tier not in TIERS:
+            raise LineageError(f"`tier` must be one of {', '.join(TIERS)}, but got {tier!r}")
+        parent_row = None
+        if parent is not None:
+            parent_row = _version_row(s, family, parent)
+            if parent_row is None:
+                raise LineageError(f"parent version {family}/{parent} is not registered")
+        row = ModelVersion(
+            family=family,
+            name=name,
+            parent=parent_row,
+            tier=tier,
+            weights_uri=weights_uri,
+            weights_checksum=weights_checksum,
+            status=status,
+            data_manifest=dict(data_manifest) if data_manifest is not None else None,
+            description=description,
+        )
+        s.add(row)
+        s.flush()
+        return row
+
+    def get_version(self, ref: str, family: str | None = None) -> VersionInfo:
+        """A version by `family/name`, or by `name` when `family` is given or the name is unique."""
+        if "/" in ref and family is None:
+            family, _, ref = ref.rpartition("/")
+        with self.session() as s:
+            q = select(ModelVersion).where(ModelVersion.name == ref)
+            if family is not None:
+                q = q.where(ModelVersion.family == family)
+            rows = list(s.scalars(q))
+            if len(rows) > 1:
+                fams = sorted(r.family for r in rows)
+                raise LineageError(f"version {ref!r} exists in several families {fams}: write FAMILY/{ref}")
+            if not rows:
+                known = [f"{r.family}/{r.name}" for r in s.scalars(select(ModelVersion))]
+                wanted = f"{family}/{ref}" if family else ref
+                pool = known if family else [k.split("/", 1)[1] for k in known]
+                close = difflib.get_close_matches(wanted, pool, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else (f"; known: {', '.join(known)}" if known else "")
+                raise LineageError(f"no model version {wanted!r} in the lineage store{hint}")
+            return _info(s, rows[0])
+
+    def list_versions(self, family: str | None = None) -> list[VersionInfo]:
+        with self.session() as s:
+            q = select(ModelVersion).order_by(ModelVersion.family, ModelVersion.id)
+            if family is not None:
+                self._check_family(s, family)
+                q = q.where(ModelVersion.family == family)
+            return [_info(s, r) for r in s.scalars(q)]
+
+    def list_versions_or_empty(self, family: str) -> list[VersionInfo]:
+        """The family's versions; empty (no error) when the family is not recorded yet."""
+        return self.list_versions(family) if family in self.families() else []
+
+    def families(self) -> list[str]:
+        with self.session() as s:
+            return list(s.scalars(select(Family.name).order_by(Family.name)))
+
+    def current_version(self, family: str) -> VersionInfo | None:
+        with self.session() as s:
+            fam = s.scalar(select(Family).where(Family.name == family))
+            return _info(s, fam.current_version) if fam and fam.current_version else None
+
+    def _check_family(self, s: Session, family: str) -> None:
+        names = list(s.scalars(select(Family.name)))
+        if family not in names:
+            close = difflib.get_close_matches(family, names, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else (f"; known: {', '.join(names)}" if names else "")
+            raise LineageError(f"no model family {family!r} in the lineage store{hint}")
 
     # ---- cycles ------------------------------------------------------------------------------
     def ensure_cycle(
@@ -126,6 +355,39 @@ class LineageStore:
             s.flush()
             return row.id
 
+    def cycle_base(self, study_name: str) -> tuple[str, str] | None:
+        """(family, base version) of a recorded cycle."""
+        with self.session() as s:
+            row = s.scalar(select(UpdateCycle).where(UpdateCycle.study_name == study_name))
+            return (row.base_version.family, row.base_version.name) if row else None
+
+    def producing_cycle(self, family: str, version: str) -> str | None:
+        """The study whose selected recipe produced `version` (through `apply`), if any."""
+        with self.session() as s:
+            row = s.scalar(
+                select(ReleaseDecision)
+                .join(ModelVersion, ReleaseDecision.version_id == ModelVersion.id)
+                .where(
+                    ModelVersion.family == family,
+                    ModelVersion.name == version,
+                    ReleaseDecision.action.in_(("release", "reject")),
+                    ReleaseDecision.cycle_id.is_not(None),
+                )
+                .order_by(ReleaseDecision.id.desc())
+                .limit(1)
+            )
+            return row.cycle.study_name if row is not None and row.cycle is not None else None
+
+    def cycles(self, family: str) -> list[tuple[str, str, int | None]]:
+        """(study, base version, selected trial or None) of every cycle of the family, oldest first."""
+        with self.session() as s:
+            out = []
+            for c in s.scalars(
+                select(UpdateCycle).join(ModelVersion).where(ModelVersion.family == family).order_by(UpdateCycle.id)
+            ):
+                out.append((c.study_name, c.base_version.name, c.selections[-1].trial_number if c.selections else None))
+            return out
+
     def record_selection(
         self,
         cycle_id: int,
@@ -141,11 +403,7 @@ class LineageStore:
     ) -> int:
         """Store the recipe (once per content hash) and the selection, in one transaction."""
         with self.session() as s:
-            rec = s.scalar(select(RecipeRecord).where(RecipeRecord.content_hash == recipe.content_hash))
-            if rec is None:
-                rec = RecipeRecord(content_hash=recipe.content_hash, body=recipe.to_dict())
-                s.add(rec)
-                s.flush()
+            rec = _recipe_row(s, recipe)
             cycle = s.get(UpdateCycle, cycle_id)
             if cycle is None:
                 raise LineageError(f"update cycle {cycle_id} does not exist")
@@ -167,6 +425,176 @@ class LineageStore:
             s.flush()
             return row.id
 
+    # ---- apply: a new version with its evaluations and the release decision --------------------
+    def record_apply(
+        self,
+        *,
+        study_name: str,
+        name: str,
+        weights_uri: str,
+        weights_checksum: str,
+        tier: str | None,
+        recipe: Recipe,
+        trial_number: int | None,
+        released: bool,
+        checks: Sequence[Mapping[str, Any]],
+        reasons: Sequence[str],
+        metrics: Mapping[str, Any],
+        parent_scores: Sequence[SuiteScore],
+        scores: Sequence[SuiteScore],
+        proxy: Mapping[str, Any],
+        full: Mapping[str, Any],
+    ) -> VersionInfo:
+        """Register the version an `apply` produced, in one transaction: the version (parent =
+        the cycle's base), both models' suite scores, the proxy-vs-full record, the release
+        decision, and (if released) the family's current version."""
+        with self.session() as s:
+            cycle = s.scalar(select(UpdateCycle).where(UpdateCycle.study_name == study_name))
+            if cycle is None:
+                raise LineageError(f"study {study_name!r} has no update cycle in the lineage (run `select` first)")
+            parent = cycle.base_version
+            family = parent.family
+            if _version_row(s, family, name) is not None:
+                raise LineageError(f"version {family}/{name} already exists: pass another version name")
+            row = self._new_version(
+                s,
+                family,
+                name,
+                weights_uri=weights_uri,
+                weights_checksum=weights_checksum,
+                tier=tier or parent.tier,
+                parent=parent.name,
+                data_manifest=cycle.data_manifest,
+                description=f"apply of {study_name} trial {trial_number}",
+                status="released" if released else "rejected",
+            )
+            rec = _recipe_row(s, recipe)
+            have = {
+                e.suite
+                for e in s.scalars(
+                    select(Evaluation).where(Evaluation.version_id == parent.id, Evaluation.cycle_id == cycle.id)
+                )
+            }
+            for sc in parent_scores:
+                if sc.suite not in have:  # the parent's scores are kept once per cycle and suite
+                    s.add(_evaluation(parent, cycle, sc))
+            for sc in scores:
+                s.add(_evaluation(row, cycle, sc))
+            s.add(
+                FidelityRecord(
+                    cycle=cycle,
+                    recipe=rec,
+                    trial_number=trial_number,
+                    origin="apply",
+                    proxy=dict(proxy),
+                    full=dict(full),
+                )
+            )
+            fam = _family_row(s, family)
+            previous = fam.current_version_id
+            s.add(
+                ReleaseDecision(
+                    family=family,
+                    action="release" if released else "reject",
+                    version=row,
+                    previous_version_id=previous,
+                    cycle=cycle,
+                    recipe=rec,
+                    checks=[dict(c) for c in checks],
+                    reasons=list(reasons),
+                    metrics=dict(metrics),
+                )
+            )
+            if released:
+                fam.current_version = row
+            s.flush()
+            return _info(s, row)
+
+    def record_fidelity(
+        self,
+        study_name: str,
+        recipe: Recipe,
+        *,
+        trial_number: int | None,
+        origin: str,
+        proxy: Mapping[str, Any],
+        full: Mapping[str, Any],
+    ) -> None:
+        with self.session() as s:
+            cycle = s.scalar(select(UpdateCycle).where(UpdateCycle.study_name == study_name))
+            if cycle is None:
+                raise LineageError(f"study {study_name!r} has no update cycle in the lineage")
+            s.add(
+                FidelityRecord(
+                    cycle=cycle,
+                    recipe=_recipe_row(s, recipe),
+                    trial_number=trial_number,
+                    origin=origin,
+                    proxy=dict(proxy),
+                    full=dict(full),
+                )
+            )
+
+    def fidelity_pairs(self, family: str) -> list[FidelityPair]:
+        with self.session() as s:
+            self._check_family(s, family)
+            rows = s.scalars(
+                select(FidelityRecord)
+                .join(UpdateCycle)
+                .join(ModelVersion, UpdateCycle.base_version_id == ModelVersion.id)
+                .where(ModelVersion.family == family)
+                .order_by(FidelityRecord.id)
+            )
+            return [
+                FidelityPair(r.cycle.study_name, r.recipe.content_hash, r.trial_number, r.origin, r.proxy, r.full)
+                for r in rows
+            ]
+
+    # ---- rollback ------------------------------------------------------------------------------
+    def rollback(self, family: str, to: str | None = None) -> tuple[VersionInfo, VersionInfo]:
+        """Make an ancestor of the current version current again (default: its parent).
+
+        The version rolled back from is marked `rolled-back`; returns (from, to).
+        """
+        with self.session() as s:
+            self._check_family(s, family)
+            fam = _family_row(s, family)
+            current = fam.current_version
+            if current is None:
+                raise LineageError(f"family {family!r} has no current version")
+            ancestors: list[ModelVersion] = []
+            node = current.parent
+            while node is not None:
+                ancestors.append(node)
+                node = node.parent
+            if not ancestors:
+                raise LineageError(f"{family}/{current.name} has no parent to roll back to")
+            if to is None:
+                target = ancestors[0]
+            else:
+                match = [a for a in ancestors if a.name == to]
+                if not match:
+                    chain = " -> ".join(a.name for a in ancestors)
+                    raise LineageError(
+                        f"`--to {to}` is not an ancestor of the current version {current.name} (ancestors: {chain})"
+                    )
+                target = match[0]
+            current.status = "rolled-back"
+            fam.current_version = target
+            s.add(
+                ReleaseDecision(
+                    family=family,
+                    action="rollback",
+                    version=target,
+                    previous_version_id=current.id,
+                    checks=[],
+                    reasons=[f"rolled back from {current.name} to {target.name}"],
+                    metrics={},
+                )
+            )
+            s.flush()
+            return _info(s, current), _info(s, target)
+
     # ---- queries -----------------------------------------------------------------------------
     def latest_selection(self, study_name: str) -> SelectionRecord | None:
         with self.session() as s:
@@ -180,13 +608,102 @@ class LineageStore:
             return SelectionRecord(row) if row is not None else None
 
     def counts(self) -> dict[str, int]:
-        from sqlalchemy import func
-
         with self.session() as s:
             return {
                 m.__tablename__: int(s.scalar(select(func.count()).select_from(m)) or 0)
-                for m in (ModelVersion, UpdateCycle, RecipeRecord, Selection)
+                for m in (
+                    ModelVersion,
+                    UpdateCycle,
+                    RecipeRecord,
+                    Selection,
+                    Family,
+                    Evaluation,
+                    ReleaseDecision,
+                    FidelityRecord,
+                )
             }
+
+
+def _db_error(exc: SQLAlchemyError) -> str:
+    orig = getattr(exc, "orig", None)  # the DB-API error, for statement errors
+    first = str(orig if orig is not None else exc).strip().splitlines()
+    return f"{type(exc).__name__}: {first[0] if first else ''}"
+
+
+def _version_row(s: Session, family: str, name: str) -> ModelVersion | None:
+    return s.scalar(select(ModelVersion).where(ModelVersion.family == family, ModelVersion.name == name))
+
+
+def _family_row(s: Session, family: str) -> Family:
+    row = s.scalar(select(Family).where(Family.name == family))
+    if row is None:
+        row = Family(name=family)
+        s.add(row)
+        s.flush()
+    return row
+
+
+def _recipe_row(s: Session, recipe: Recipe) -> RecipeRecord:
+    rec = s.scalar(select(RecipeRecord).where(RecipeRecord.content_hash == recipe.content_hash))
+    if rec is None:
+        rec = RecipeRecord(content_hash=recipe.content_hash, body=recipe.to_dict())
+        s.add(rec)
+        s.flush()
+    return rec
+
+
+def _evaluation(version: ModelVersion, cycle: UpdateCycle, sc: SuiteScore) -> Evaluation:
+    return Evaluation(
+        version=version,
+        cycle_id=cycle.id,
+        suite=sc.suite,
+        kind=sc.kind,
+        score=float(sc.score),
+        tasks=dict(sc.tasks),
+        backend=sc.backend,
+    )
+
+
+def _info(s: Session, row: ModelVersion) -> VersionInfo:
+    fam = s.scalar(select(Family).where(Family.name == row.family))
+    decisions = [
+        DecisionInfo(
+            action=d.action,
+            family=d.family,
+            version=d.version.name,
+            previous=d.previous_version.name if d.previous_version else None,
+            cycle=d.cycle.study_name if d.cycle else None,
+            recipe_hash=d.recipe.content_hash if d.recipe else None,
+            checks=list(d.checks),
+            reasons=list(d.reasons),
+            metrics=dict(d.metrics),
+            created_at=d.created_at,
+        )
+        for d in s.scalars(
+            select(ReleaseDecision).where(ReleaseDecision.version_id == row.id).order_by(ReleaseDecision.id)
+        )
+    ]
+    cycles = {c.id: c.study_name for c in s.scalars(select(UpdateCycle))}
+    evaluations = [
+        SuiteScore(e.suite, e.kind, e.score, e.tasks, e.backend, cycles.get(e.cycle_id) if e.cycle_id else None)
+        for e in s.scalars(select(Evaluation).where(Evaluation.version_id == row.id).order_by(Evaluation.id))
+    ]
+    return VersionInfo(
+        id=row.id,
+        family=row.family,
+        name=row.name,
+        parent=row.parent.name if row.parent else None,
+        tier=row.tier,
+        status=row.status,
+        weights_uri=row.weights_uri,
+        weights_checksum=row.weights_checksum,
+        data_manifest=row.data_manifest,
+        description=row.description,
+        created_at=row.created_at,
+        is_current=bool(fam is not None and fam.current_version_id == row.id),
+        decisions=decisions,
+        evaluations=evaluations,
+    )
 
 
 def _opt_float(v: float | None) -> float | None:

@@ -389,35 +389,10 @@ class SearchSpace:
         f = self.spec
         params: dict[str, Scalar] = {}
         if isinstance(f.mixture, SimplexSpec):
-            names = self._mixture_sources()
-            w = recipe.mixture.as_dict()
-            if set(w) != set(names):
-                raise ValueError(f"recipe mixes {sorted(w)}, but the space mixes {sorted(names)}")
-            remaining = 1.0
-            k = len(names)
-            for i, name in enumerate(names[:-1]):
-                v = 0.0 if remaining <= 1e-12 else min(max(w[name] / remaining, 0.0), 1.0)
-                params[f"mix.{name}"] = 1.0 - (1.0 - v) ** (k - 1 - i)
-                remaining -= w[name]
-        set_name = next(
-            (k for k, mods in f.target_module_sets.items() if tuple(mods) == recipe.adapter.target_modules),
-            None,
-        )
-        if set_name is None:
+            params.update(self.params_for_mixture(recipe))
+        values = self._recipe_values(recipe)
+        if values["target_modules"] is None:
             raise ValueError(f"`target_modules` {list(recipe.adapter.target_modules)} is none of the space's sets")
-        values: dict[str, Scalar] = {
-            "replay_ratio": recipe.replay.ratio,
-            "peak_lr": recipe.schedule.peak_lr,
-            "warmup_fraction": recipe.schedule.warmup_fraction,
-            "schedule": recipe.schedule.shape,
-            "weight_decay": recipe.schedule.weight_decay,
-            "lora_rank": recipe.adapter.rank,
-            "lora_alpha_ratio": recipe.adapter.alpha_ratio,
-            "lora_dropout": recipe.adapter.dropout,
-            "target_modules": set_name,
-            "steps": recipe.budget.steps,
-            "batch_size": recipe.budget.batch_size,
-        }
         for name, value in values.items():
             spec = getattr(f, name)
             if isinstance(spec, FixedSpec):
@@ -430,6 +405,76 @@ class SearchSpace:
             elif not (spec.low <= value <= spec.high):
                 raise ValueError(f"`{spec.low} <= {name} <= {spec.high}` must hold, but got {value!r}")
             params[name] = value
+        return params
+
+    def _recipe_values(self, recipe: Recipe) -> dict[str, Any]:
+        """The recipe's value of every scalar parameter (`target_modules`: the set's name, or None)."""
+        set_name = next(
+            (k for k, mods in self.spec.target_module_sets.items() if tuple(mods) == recipe.adapter.target_modules),
+            None,
+        )
+        return {
+            "replay_ratio": recipe.replay.ratio,
+            "peak_lr": recipe.schedule.peak_lr,
+            "warmup_fraction": recipe.schedule.warmup_fraction,
+            "schedule": recipe.schedule.shape,
+            "weight_decay": recipe.schedule.weight_decay,
+            "lora_rank": recipe.adapter.rank,
+            "lora_alpha_ratio": recipe.adapter.alpha_ratio,
+            "lora_dropout": recipe.adapter.dropout,
+            "target_modules": set_name,
+            "steps": recipe.budget.steps,
+            "batch_size": recipe.budget.batch_size,
+        }
+
+    def transfer(self, recipe: Recipe) -> tuple[dict[str, Scalar], list[str]]:
+        """Parameters of this space closest to a recipe from another cycle, and what changed.
+
+        For warm starts: a value outside its range is clipped to the range (and onto its step
+        grid); a value this space does not offer (a categorical choice, a different pinned value,
+        a target-module list that is none of the sets, a mixture over other sources) is dropped,
+        so the sampler draws it. Each clip or drop is one line in the returned notes.
+        """
+        f = self.spec
+        params: dict[str, Scalar] = {}
+        notes: list[str] = []
+        if isinstance(f.mixture, SimplexSpec):
+            try:
+                params.update(self.params_for_mixture(recipe))
+            except ValueError as exc:
+                notes.append(f"mixture dropped: {exc}")
+        for name, value in self._recipe_values(recipe).items():
+            spec = getattr(f, name)
+            if value is None:
+                notes.append(f"target_modules dropped: {list(recipe.adapter.target_modules)} is none of the sets")
+            elif isinstance(spec, FixedSpec):
+                if spec.fixed != value:
+                    notes.append(f"{name} is fixed at {spec.fixed!r} here (the recipe had {value!r})")
+            elif isinstance(spec, CategoricalSpec):
+                if value in spec.choices:
+                    params[name] = value
+                else:
+                    notes.append(f"{name} dropped: {value!r} is not one of {spec.choices}")
+            else:
+                clipped = _clip(spec, value)
+                if clipped != value:
+                    notes.append(f"{name} clipped from {value!r} to {clipped!r} (range {spec.low}..{spec.high})")
+                params[name] = clipped
+        return params, notes
+
+    def params_for_mixture(self, recipe: Recipe) -> dict[str, Scalar]:
+        """The stick-breaking parameters `mix.<source>` that give the recipe's mixture."""
+        names = self._mixture_sources()
+        w = recipe.mixture.as_dict()
+        if set(w) != set(names):
+            raise ValueError(f"recipe mixes {sorted(w)}, but the space mixes {sorted(names)}")
+        params: dict[str, Scalar] = {}
+        remaining = 1.0
+        k = len(names)
+        for i, name in enumerate(names[:-1]):
+            v = 0.0 if remaining <= 1e-12 else min(max(w[name] / remaining, 0.0), 1.0)
+            params[f"mix.{name}"] = 1.0 - (1.0 - v) ** (k - 1 - i)
+            remaining -= w[name]
         return params
 
     def informed_design(self) -> list[dict[str, Scalar]]:
@@ -501,6 +546,15 @@ class SearchSpace:
                 scale = "log" if spec.log else "linear"
                 rows.append((name, f"{spec.type} [{spec.low:g}, {spec.high:g}] ({scale})"))
         return rows
+
+
+def _clip(spec: FloatSpec | IntSpec, value: Any) -> Scalar:
+    """`value` clipped into the spec's range and onto its step grid."""
+    x = min(max(float(value), spec.low), spec.high)
+    if spec.step is not None:
+        x = spec.low + round((x - spec.low) / spec.step) * spec.step
+        x = min(x, spec.high)
+    return round(x) if isinstance(spec, IntSpec) else float(x)
 
 
 def _quantile(spec: Any, q: float) -> Scalar | None:

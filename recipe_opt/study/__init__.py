@@ -1,9 +1,12 @@
 """The Optuna study: trials of proxy fine-tunes, selection, and the records they leave."""
 
+from recipe_opt.study._apply import ApplyResult, FullRun, ReleaseCheck, apply_selected, release_checks, run_full
+from recipe_opt.study._fidelity import FidelityReport, fidelity_report, spearman
 from recipe_opt.study._runner import (
     ATTR_BASE_EVAL,
     ATTR_FAILURE,
     ATTR_METRICS,
+    ATTR_ORIGIN,
     ATTR_PROXY_TFLOPS,
     ATTR_RECIPE,
     ATTR_RUNGS,
@@ -15,6 +18,7 @@ from recipe_opt.study._runner import (
     data_manifest,
     file_sha256,
     gate_values,
+    is_prior,
     open_study,
     proxy_compute,
 )
@@ -27,31 +31,47 @@ from recipe_opt.study._select import (
     record_selection,
     select_recipe,
     trial_values,
+    weights_fingerprint,
 )
+from recipe_opt.study._warm import WarmStart, plan_warm_start
 
 __all__ = [
     "ATTR_BASE_EVAL",
     "ATTR_FAILURE",
     "ATTR_METRICS",
+    "ATTR_ORIGIN",
     "ATTR_PROXY_TFLOPS",
     "ATTR_RECIPE",
     "ATTR_RUNGS",
     "POLICY_RULES",
+    "ApplyResult",
+    "FidelityReport",
+    "FullRun",
     "Measurement",
+    "ReleaseCheck",
     "SearchReporter",
     "SelectedRecipe",
     "StudyRunner",
     "TrialSummary",
+    "WarmStart",
+    "apply_selected",
     "create_sampler",
     "data_manifest",
+    "fidelity_report",
     "file_sha256",
     "gate_values",
     "is_feasible",
+    "is_prior",
     "open_study",
     "pareto_front",
+    "plan_warm_start",
     "policy_scores",
     "proxy_compute",
     "record_selection",
+    "release_checks",
+    "run_full",
     "select_recipe",
+    "spearman",
     "trial_values",
+    "weights_fingerprint",
 ]

@@ -13,7 +13,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -42,6 +42,7 @@ __all__ = [
     "ATTR_BASE_EVAL",
     "ATTR_FAILURE",
     "ATTR_METRICS",
+    "ATTR_ORIGIN",
     "ATTR_PROXY_TFLOPS",
     "ATTR_RECIPE",
     "ATTR_RUNGS",
@@ -53,6 +54,7 @@ __all__ = [
     "data_manifest",
     "file_sha256",
     "gate_values",
+    "is_prior",
     "open_study",
     "proxy_compute",
 ]
@@ -65,6 +67,15 @@ ATTR_BASE_CHECKSUM = "base_checksum"
 ATTR_FINGERPRINT = "fingerprint"
 ATTR_RUNGS = "rung_values"
 ATTR_PROXY_TFLOPS = "proxy_tflops"
+# Where an enqueued or added trial came from ("informed initial design", "warm start: ...",
+# "prior: ..."). Prior observations carry values measured in another cycle: they inform the
+# sampler but never count towards the budget and are never selected.
+ATTR_ORIGIN = "origin"
+PRIOR = "prior"
+
+
+def is_prior(trial: optuna.trial.FrozenTrial) -> bool:
+    return str(trial.user_attrs.get(ATTR_ORIGIN, "")).startswith(PRIOR)
 
 
 class SearchReporter(Protocol):
@@ -278,35 +289,41 @@ class StudyRunner:
         ev = cfg.evaluation
         self.reporter.phase(f"building eval tasks ({ev.backend})")
         names = list(dict.fromkeys([*ev.new_task.tasks, *(t for s in ev.retention for t in s.tasks)]))
-        tasks = find_tasks(cfg.tasks_dir_path, names, cfg.data_root_path)
-
-        def evaluator(backend: str) -> SuiteEvaluator:
-            scorer = make_scorer(
-                backend,
-                tasks,
-                tok,
-                pad_id=self.base.pad_id,
-                max_seq_len=max_len,
-                batch_size=ev.batch_size,
-                limit=ev.limit,
-                device=device,
-            )
-            return SuiteEvaluator(
-                scorer,
-                Suite(ev.new_task.name, tuple(ev.new_task.tasks)),
-                [Suite(s.name, tuple(s.tasks), s.weight) for s in ev.retention],
-            )
-
-        self.evaluator = evaluator(ev.backend)
+        self.tasks = find_tasks(cfg.tasks_dir_path, names, cfg.data_root_path)
+        self.evaluator = self.make_evaluator(ev.backend, ev.limit)
         # Rungs score with the native scorer when the tasks allow it: the same metric as lm-eval
         # (a test checks they agree exactly) at a seventh of the cost.
         self.rung_evaluator = self.evaluator
         if cfg.early_stopping.enabled and ev.backend != "native":
             # Tasks the native scorer cannot render keep the configured backend at the rungs.
             with contextlib.suppress(RecipeOptError):
-                self.rung_evaluator = evaluator("native")
+                self.rung_evaluator = self.make_evaluator("native", ev.limit)
         self.base_checksum = state_checksum(self.base.model)
         self._built = True
+
+    def make_evaluator(self, backend: str, limit: int | None) -> SuiteEvaluator:
+        """An evaluator over the study's suites (`limit=None`: every item, as at full fidelity)."""
+        ev = self.cfg.evaluation
+        scorer = make_scorer(
+            backend,
+            self.tasks,
+            self.base.tokenizer,
+            pad_id=self.base.pad_id,
+            max_seq_len=self.cfg.proxy.max_seq_len,
+            batch_size=ev.batch_size,
+            limit=limit,
+            device=self.device,
+        )
+        return SuiteEvaluator(
+            scorer,
+            Suite(ev.new_task.name, tuple(ev.new_task.tasks)),
+            [Suite(s.name, tuple(s.tasks), s.weight) for s in ev.retention],
+        )
+
+    def full_trainer(self, recipe: Recipe) -> ProxyTrainer:
+        """A trainer that runs `recipe` at full fidelity: every step of its budget at its batch size."""
+        settings = replace(self.trainer.settings, fraction=1.0, batch_size=recipe.budget.batch_size, min_steps=1)
+        return ProxyTrainer(self.base, self.trainer.data, settings)
 
     def base_evaluation(self, study: optuna.Study) -> Evaluation:
         """Base-model scores, computed once per study and cached in its user attributes."""
@@ -425,8 +442,30 @@ class StudyRunner:
         self.reporter.trial_finished(TrialSummary(number, state, values, recipe, time.perf_counter() - start, reason))
 
     # ---- the search ----------------------------------------------------------------------------
+    def _seed_new_study(self, study: optuna.Study, warm: WarmStartPlan | None) -> None:
+        """Warm-start recipes first, then the informed design fills the rest of its slots."""
+        n_warm = 0
+        if warm is not None:
+            for note in warm.notes:
+                self.reporter.phase(f"warm start: {note}")
+            if warm.priors:
+                study.add_trials(warm.priors)
+            for params, origin in warm.enqueue:
+                _seed(study, params, origin)
+            n_warm = len(warm.enqueue)
+            self.reporter.phase(f"warm start: {n_warm} recipes enqueued, {len(warm.priors)} prior observations added")
+        if self.cfg.sampler.initial_design == "informed":
+            design = self.space.informed_design()
+            for params in design[: max(0, len(design) - n_warm)]:
+                _seed(study, params, "informed initial design")
+
     def run(
-        self, *, n_trials: int | None = None, timeout: float | None = None, max_cost: float | None = None
+        self,
+        *,
+        n_trials: int | None = None,
+        timeout: float | None = None,
+        max_cost: float | None = None,
+        warm_start: Callable[[], WarmStartPlan] | None = None,
     ) -> optuna.Study:
         """Run (or resume) the study until it holds `n_trials` finished trials, `timeout` seconds
         pass, or the study's summed proxy compute reaches `max_cost` TFLOP."""
@@ -444,9 +483,10 @@ class StudyRunner:
         finished = _n_finished(study)
         # Re-seed on resume so the sampler does not replay the draws of the first session.
         study.sampler = create_sampler(cfg.sampler.name, cfg.seed + finished, cfg.sampler.n_startup_trials)
-        if cfg.sampler.initial_design == "informed" and not study.trials:
-            for params in self.space.informed_design():
-                study.enqueue_trial(params, user_attrs={"origin": "informed initial design"})
+        if not study.trials:
+            self._seed_new_study(study, warm_start() if warm_start else None)
+        elif warm_start is not None:
+            self.reporter.phase("warm start skipped: it seeds a new study, and this one is being resumed")
         remaining = None if n_trials is None else max(0, n_trials - finished)
         # Trials numbered from here on are this run's (earlier ones, and re-queued leftovers of an
         # interrupted run, are not): the CLI's exit status counts only this run's failures.
@@ -476,6 +516,18 @@ class StudyRunner:
             gc_after_trial=True,
         )
         return study
+
+
+class WarmStartPlan(Protocol):
+    """What `run` needs of a warm start (see `recipe_opt.study.plan_warm_start`)."""
+
+    enqueue: list[tuple[dict[str, Any], str]]
+    priors: list[optuna.trial.FrozenTrial]
+    notes: list[str]
+
+
+def _seed(study: optuna.Study, params: dict[str, Any], origin: str) -> None:
+    study.enqueue_trial(params, user_attrs={ATTR_ORIGIN: origin})
 
 
 def _dominates(a: list[float], b: list[float], directions: list[Literal["maximize", "minimize"]]) -> bool:
@@ -525,7 +577,7 @@ Callback = Callable[[optuna.Study, optuna.trial.FrozenTrial], None]
 def _n_finished(study: optuna.Study) -> int:
     """Trials that count towards the budget. Failed ones do not: a crash is not a measurement."""
     states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-    return len(study.get_trials(deepcopy=False, states=states))
+    return sum(not is_prior(t) for t in study.get_trials(deepcopy=False, states=states))
 
 
 def _fail_interrupted_trials(study: optuna.Study, url: str) -> None:

@@ -17,7 +17,14 @@ from recipe_opt.exceptions import StudyError
 from recipe_opt.lineage import LineageStore
 from recipe_opt.recipe import Recipe
 from recipe_opt.space import SearchSpace
-from recipe_opt.study._runner import ATTR_METRICS, ATTR_RECIPE, data_manifest, file_sha256, gate_values
+from recipe_opt.study._runner import (
+    ATTR_METRICS,
+    ATTR_RECIPE,
+    data_manifest,
+    file_sha256,
+    gate_values,
+    is_prior,
+)
 
 __all__ = [
     "POLICY_RULES",
@@ -63,8 +70,23 @@ def is_feasible(trial: optuna.trial.FrozenTrial) -> bool:
 
 
 def pareto_front(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
-    """Pareto-optimal complete trials that pass every gate (Optuna's `best_trials`), by number."""
-    return sorted(study.best_trials, key=lambda t: t.number)
+    """Pareto-optimal complete trials that pass every gate, by number.
+
+    Optuna's `best_trials`, except that prior observations from other cycles (warm start) are
+    neither candidates nor dominate anything: their values were measured on other data.
+    """
+    trials = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    if not any(is_prior(t) for t in trials):
+        return sorted(study.best_trials, key=lambda t: t.number)
+    feasible = [t for t in trials if not is_prior(t) and is_feasible(t)]
+    signs = [1.0 if d == optuna.study.StudyDirection.MAXIMIZE else -1.0 for d in study.directions]
+
+    def dominates(a: optuna.trial.FrozenTrial, b: optuna.trial.FrozenTrial) -> bool:
+        x = [s * v for s, v in zip(signs, a.values, strict=True)]
+        y = [s * v for s, v in zip(signs, b.values, strict=True)]
+        return all(p >= q for p, q in zip(x, y, strict=True)) and x != y
+
+    return [t for t in feasible if not any(dominates(o, t) for o in feasible if o is not t)]
 
 
 def _scaled(rows: list[dict[str, float]], objectives: list[str]) -> list[dict[str, float]]:
@@ -113,7 +135,9 @@ def select_recipe(
     weights = weights or cfg.selection.weights
     reruns = cfg.selection.reruns if reruns is None else reruns
     top_k = top_k or cfg.selection.top_k
-    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    complete = [
+        t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)) if not is_prior(t)
+    ]
     front = pareto_front(study)
     if not front:
         n_feasible = sum(is_feasible(t) for t in complete)

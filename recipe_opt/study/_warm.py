@@ -1,0 +1,181 @@
+"""Warm starts keyed to the model lineage.
+
+A new cycle's study is seeded from earlier cycles of the same family, held in the same storage:
+
+* `auto`: the cycle whose selected recipe produced the study's base version (through `apply`);
+  failing that, the latest other cycle on the same base version;
+* or named studies.
+
+From each source the selected recipe and then members of its feasible Pareto front (spread over
+the front by gain) are enqueued first; they are trained and scored again on this cycle's data and
+base, like any trial. Parameters are mapped into the new search space with
+`SearchSpace.transfer` (clipped into range or dropped, one note each). Optionally, the sources'
+complete trials are also added as *prior observations* (`add_trial`) for the sampler's model;
+they keep the values measured in their own cycle, are marked `origin: prior`, never count
+towards the budget and are never selected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+
+from recipe_opt.config import StudyConfig
+from recipe_opt.exceptions import StudyError
+from recipe_opt.lineage import LineageStore
+from recipe_opt.recipe import Recipe
+from recipe_opt.space import SearchSpace
+from recipe_opt.study._runner import ATTR_METRICS, ATTR_ORIGIN, ATTR_RECIPE, PRIOR, is_prior
+from recipe_opt.study._select import pareto_front, trial_values
+
+__all__ = ["WarmStart", "plan_warm_start"]
+
+
+@dataclass
+class WarmStart:
+    sources: list[str] = field(default_factory=list)
+    enqueue: list[tuple[dict[str, Any], str]] = field(default_factory=list)  # (params, origin)
+    priors: list[optuna.trial.FrozenTrial] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def _resolve_sources(cfg: StudyConfig, requested: Sequence[str], store: LineageStore) -> tuple[list[str], list[str]]:
+    notes: list[str] = []
+    if list(requested) != ["auto"]:
+        return [s for s in requested if s != "auto"], notes
+    parent_cycle = store.producing_cycle(cfg.family, cfg.base_version)
+    if parent_cycle is not None and parent_cycle != cfg.name:
+        return [parent_cycle], [f"auto: {cfg.family}/{cfg.base_version} was produced by study {parent_cycle!r}"]
+    same_base = [c for c, base, sel in store.cycles(cfg.family) if base == cfg.base_version and c != cfg.name and sel]
+    if same_base:
+        return [same_base[-1]], [f"auto: latest earlier study on {cfg.family}/{cfg.base_version}: {same_base[-1]!r}"]
+    notes.append(f"auto: no earlier cycle of {cfg.family}/{cfg.base_version} in the lineage store: cold start")
+    return [], notes
+
+
+def _spread(trials: list[optuna.trial.FrozenTrial], k: int) -> list[optuna.trial.FrozenTrial]:
+    """Up to k trials spread evenly over the front ordered by gain (both ends included)."""
+    if k <= 0 or not trials:
+        return []
+    ordered = sorted(trials, key=lambda t: trial_values(t)["gain"])
+    if len(ordered) <= k:
+        return ordered
+    idx = sorted({round(i * (len(ordered) - 1) / max(1, k - 1)) for i in range(k)})
+    return [ordered[i] for i in idx]
+
+
+def plan_warm_start(
+    cfg: StudyConfig,
+    space: SearchSpace,
+    requested: Sequence[str],
+    *,
+    store: LineageStore,
+    max_recipes: int = 8,
+    priors: bool = False,
+) -> WarmStart:
+    """What to seed a new study with; raises `StudyError` when a source is missing or unusable."""
+    plan = WarmStart()
+    sources, plan.notes = _resolve_sources(cfg, requested, store)
+    plan.sources = sources
+    seen: list[dict[str, Any]] = []
+    for name in sources:
+        if name == cfg.name:
+            raise StudyError(f"--warm-start {name}: a study cannot warm-start from itself")
+        try:
+            src = optuna.load_study(study_name=name, storage=cfg.storage_url)
+        except KeyError:
+            known = ", ".join(s.study_name for s in optuna.get_all_study_summaries(cfg.storage_url)) or "none"
+            raise StudyError(
+                f"--warm-start {name}: no such study in {cfg.storage_display} (studies there: {known})"
+            ) from None
+        front = [t for t in pareto_front(src) if not is_prior(t)]
+        selection = src.user_attrs.get("selection") or {}
+        selected = [t for t in src.trials if t.number == selection.get("trial_number")]
+        chosen = selected + [t for t in _spread(front, max_recipes) if t not in selected]
+        transferred = 0
+        for t in chosen:
+            if len(plan.enqueue) >= max_recipes:
+                break
+            recipe = Recipe.from_dict(t.user_attrs[ATTR_RECIPE])
+            params, notes = space.transfer(recipe)
+            plan.notes.extend(f"{name} trial {t.number}: {n}" for n in notes)
+            if not params:
+                continue
+            transferred += 1
+            if params in seen:
+                continue
+            seen.append(params)
+            role = "selected" if t in selected else "Pareto"
+            plan.enqueue.append((params, f"warm start: {name} trial {t.number} ({role})"))
+        if chosen and not transferred:
+            raise StudyError(
+                f"--warm-start {name}: none of its recipes maps onto this search space "
+                f"({cfg.search_space_path}); the spaces are incompatible"
+            )
+        if not chosen:
+            plan.notes.append(f"{name}: no feasible Pareto trial to start from")
+        if priors:
+            plan.priors.extend(_priors(cfg, space, src, name, plan.notes))
+    return plan
+
+
+class _Recorder:
+    """A stand-in trial that answers `suggest_*` from fixed params and records distributions."""
+
+    def __init__(self, params: dict[str, Any]) -> None:
+        self.params = params
+        self.distributions: dict[str, optuna.distributions.BaseDistribution] = {}
+
+    def suggest_float(
+        self, name: str, low: float, high: float, *, step: float | None = None, log: bool = False
+    ) -> float:
+        self.distributions[name] = optuna.distributions.FloatDistribution(low, high, log=log, step=step)
+        return float(self.params.get(name, low))
+
+    def suggest_int(self, name: str, low: int, high: int, *, step: int = 1, log: bool = False) -> int:
+        self.distributions[name] = optuna.distributions.IntDistribution(low, high, log=log, step=step)
+        return int(self.params.get(name, low))
+
+    def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any:
+        self.distributions[name] = optuna.distributions.CategoricalDistribution(list(choices))
+        return self.params.get(name, choices[0])
+
+
+def _priors(
+    cfg: StudyConfig, space: SearchSpace, src: optuna.Study, name: str, notes: list[str]
+) -> list[optuna.trial.FrozenTrial]:
+    objectives = list(src.user_attrs.get("objectives") or [])
+    if objectives != list(cfg.objectives):
+        raise StudyError(
+            f"--warm-start-priors: study {name!r} optimised {objectives}, this one {list(cfg.objectives)}: "
+            "its values cannot be prior observations"
+        )
+    out = []
+    for t in src.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+        if is_prior(t) or not t.user_attrs.get(ATTR_METRICS):
+            continue
+        params, _ = space.transfer(Recipe.from_dict(t.user_attrs[ATTR_RECIPE]))
+        rec = _Recorder(params)
+        space.sample(rec)
+        dists = {k: d for k, d in rec.distributions.items() if k in params}
+        if not dists:
+            continue
+        values = trial_values(t)
+        out.append(
+            optuna.trial.create_trial(
+                params={k: params[k] for k in dists},
+                distributions=dists,
+                values=[values[o] for o in cfg.objectives],
+                user_attrs={
+                    ATTR_ORIGIN: f"{PRIOR}: {name} trial {t.number}",
+                    ATTR_RECIPE: t.user_attrs[ATTR_RECIPE],
+                    ATTR_METRICS: t.user_attrs[ATTR_METRICS],
+                },
+                system_attrs={k: v for k, v in t.system_attrs.items() if k.startswith("constraints:")},
+            )
+        )
+    notes.append(f"{name}: {len(out)} complete trials added as prior observations (not selectable)")
+    return out
