@@ -389,7 +389,11 @@ def _path_problems(cfg: StudyConfig, source: str) -> list[ConfigProblem]:
         ok = path.is_dir() if kind == "dir" else path.is_file()
         if not ok:
             what = "directory" if kind == "dir" else "file"
-            hint = " (run `recipe-opt demo init` first?)" if field in ("base_model", "data_root") else ""
+            hint = ""
+            if field == "data_root":
+                hint = " (run `recipe-opt demo init` first?)"
+            elif field == "base_model":  # v0 comes from `demo init`, later versions from `apply`
+                hint = f" (run `recipe-opt demo init`, or `apply` of the cycle producing {cfg.base_version}?)"
             problems.append(ConfigProblem(source, field, f"{what} not found: {path}{hint}"))
     url = cfg.storage_url
     if not re.match(r"^[a-z][a-z0-9+]*://", url):

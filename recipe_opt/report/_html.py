@@ -21,6 +21,7 @@ from recipe_opt.study import (
     ATTR_METRICS,
     ATTR_RECIPE,
     is_feasible,
+    is_prior,
     pareto_front,
     trial_values,
 )
@@ -48,7 +49,10 @@ def recipe_hover(recipe: Recipe) -> str:
 def _pareto_figure(study: optuna.Study, selected: int | None) -> Any:
     import plotly.graph_objects as go
 
-    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    # Prior observations (warm start) were measured in another cycle: not points of this front.
+    complete = [
+        t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)) if not is_prior(t)
+    ]
     front = {t.number for t in pareto_front(study)} if complete else set()
     rows = []
     for t in complete:

@@ -1,0 +1,143 @@
+"""Warm start: recipes carried into a new search space, plans from a real Optuna storage, and
+prior observations that inform the sampler but are never selected or counted."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import optuna
+import pytest
+
+from recipe_opt.config import load_study_config
+from recipe_opt.exceptions import StudyError
+from recipe_opt.lineage import LineageStore
+from recipe_opt.recipe import Adapter, Budget, Mixture, Recipe, Replay, Schedule
+from recipe_opt.space import load_search_space
+from recipe_opt.study import pareto_front, plan_warm_start, select_recipe
+from tests.conftest import REPO, write_study
+
+ALL_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+def cycle1_recipe(**kw: object) -> Recipe:
+    r = Recipe(
+        Mixture.from_mapping({"mul": 0.7, "add_text": 0.3}),
+        Replay(0.3),
+        Schedule(3e-3, 0.05, "cosine"),
+        Adapter(16, 2.0, ALL_LINEAR),
+        Budget(550, 32),
+    )
+    return replace(r, **kw)  # type: ignore[arg-type]
+
+
+def space(sources: list[str], text: str | None = None, tmp: Path | None = None):  # type: ignore[no-untyped-def]
+    path = REPO / "search_spaces" / "default.yaml"
+    if text is not None and tmp is not None:
+        path = tmp / "space.yaml"
+        path.write_text(text)
+    return load_search_space(path, sources)
+
+
+def test_transfer_clips_and_drops_with_a_note_each() -> None:
+    s = space(["max", "mul_text"])
+    odd = cycle1_recipe(replay=Replay(0.7), schedule=Schedule(5e-2, 0.05, "polynomial"), budget=Budget(333, 32))
+    params, notes = s.transfer(odd)
+    assert params["replay_ratio"] == 0.5 and params["peak_lr"] == 2e-2  # clipped into range
+    assert params["steps"] == 350  # onto the step-50 grid
+    assert "schedule" not in params and not any(k.startswith("mix.") for k in params)
+    text = "\n".join(notes)
+    assert "replay_ratio clipped from 0.7 to 0.5" in text and "mixture dropped" in text
+    assert "schedule dropped: 'polynomial'" in text
+    # What the space holds exactly carries over unchanged, and maps back to the same recipe.
+    same = space(["mul", "add_text"])
+    params, notes = same.transfer(cycle1_recipe())
+    assert notes == [] and params == same.params_for(cycle1_recipe())
+
+
+def _source_study(cfg_path: Path, n: int) -> optuna.Study:
+    """A finished cycle-1 study in the config's storage, as `search` + `select` leave it."""
+    cfg = load_study_config(cfg_path, check_paths=False)
+    s = space(["mul", "add_text"])
+    study = optuna.create_study(study_name="cycle-1", storage=cfg.storage_url, directions=cfg.directions())
+    study.set_user_attr("objectives", cfg.objectives)
+    for i in range(n):
+        recipe = cycle1_recipe(replay=Replay(0.1 + 0.05 * i), budget=Budget(200 + 100 * i, 32))
+        values = {"gain": 0.3 + 0.05 * i, "forgetting": 0.05 - 0.002 * i, "cost": 0.1 + 0.05 * i}
+        study.add_trial(
+            optuna.trial.create_trial(
+                params=s.params_for(recipe),
+                distributions={k: v for k, v in _dists(s, recipe).items()},
+                values=[values[o] for o in cfg.objectives],
+                user_attrs={"recipe": recipe.to_dict(), "metrics": values},
+            )
+        )
+    study.set_user_attr("selection", {"trial_number": 2})
+    return study
+
+
+def _dists(s, recipe):  # type: ignore[no-untyped-def]
+    from recipe_opt.study._warm import _Recorder
+
+    rec = _Recorder(s.params_for(recipe))
+    s.sample(rec)
+    return rec.distributions
+
+
+def test_plan_from_a_named_study_selected_first_then_the_front(tmp_path: Path) -> None:
+    cfg_path = write_study(tmp_path, tmp_path / "world", name="cycle-2")
+    cfg = load_study_config(cfg_path, check_paths=False)
+    _source_study(cfg_path, 6)
+    new_space = space(["mul", "add_text"])
+    with LineageStore(cfg.storage_url) as store:
+        plan = plan_warm_start(cfg, new_space, ["cycle-1"], store=store, max_recipes=3, priors=True)
+        cold = plan_warm_start(cfg, new_space, ["auto"], store=store)
+    origins = [o for _, o in plan.enqueue]
+    assert origins[0] == "warm start: cycle-1 trial 2 (selected)" and len(origins) == 3
+    assert {"trial 0 (Pareto)", "trial 5 (Pareto)"} <= {o.split("cycle-1 ")[1] for o in origins[1:]}  # both ends
+    assert len(plan.priors) == 6 and all(t.user_attrs["origin"].startswith("prior") for t in plan.priors)
+    assert cold.enqueue == [] and "cold start" in cold.notes[0]
+
+    # Priors join the new study, but neither count nor compete: a prior that dominates
+    # everything is not on the front, and the selection comes from this cycle's trials.
+    study = optuna.create_study(study_name="cycle-2", storage=cfg.storage_url, directions=cfg.directions())
+    study.add_trials(plan.priors)
+    mine = study.ask({"replay_ratio": optuna.distributions.FloatDistribution(0, 0.5)})
+    mine.set_user_attr("metrics", {"gain": 0.1, "forgetting": 0.04, "cost": 0.3})
+    mine.set_user_attr("recipe", cycle1_recipe().to_dict())
+    study.tell(mine, [0.1, 0.04, 0.3])
+    assert [t.number for t in pareto_front(study)] == [mine.number]
+    assert select_recipe(study, cfg).trial_number == mine.number
+
+
+def test_missing_or_incompatible_sources_are_errors(tmp_path: Path) -> None:
+    cfg_path = write_study(tmp_path, tmp_path / "world", name="cycle-2")
+    cfg = load_study_config(cfg_path, check_paths=False)
+    _source_study(cfg_path, 3)
+    pinned = "\n".join(
+        [
+            "mixture: {fixed: {mul: 0.5, add_text: 0.5}}",
+            *(
+                f"{k}: {v}"
+                for k, v in {
+                    "replay_ratio": 0.0,
+                    "peak_lr": 1.0e-4,
+                    "warmup_fraction": 0.0,
+                    "schedule": "linear",
+                    "weight_decay": 0.0,
+                    "lora_rank": 4,
+                    "lora_alpha_ratio": 1.0,
+                    "lora_dropout": 0.0,
+                    "target_modules": "attention",
+                    "steps": 100,
+                    "batch_size": 8,
+                }.items()
+            ),
+            "target_module_sets: {attention: [q_proj, v_proj]}",
+        ]
+    )
+    with LineageStore(cfg.storage_url) as store:
+        with pytest.raises(StudyError, match=r"no such study .*\(studies there: cycle-1\)"):
+            plan_warm_start(cfg, space(["mul", "add_text"]), ["cycle-0"], store=store)
+        with pytest.raises(StudyError, match="incompatible"):
+            plan_warm_start(cfg, space(["mul", "add_text"], pinned, tmp_path), ["cycle-1"], store=store)
