@@ -153,6 +153,11 @@ def apply(
     console.print(f"weights: {escape(str(result.weights_path))} ({result.seconds:.0f} s)")
     if result.released:
         console.print(f"[bold green]released[/] {v.ref}: it is now the current version of {v.family}")
+        hint = (
+            f"next cycle: a study config with base_version: {v.name} and base_model: {result.weights_path} "
+            "(warm_start: {studies: [auto]} seeds it from this one)"
+        )
+        console.print(escape(hint))
     else:
         console.print(f"[bold red]rejected[/] {v.ref}; {v.family}'s current version stays {escape(str(v.parent))}")
         for r in result.reasons:

@@ -442,6 +442,22 @@ class StudyRunner:
         self.reporter.trial_finished(TrialSummary(number, state, values, recipe, time.perf_counter() - start, reason))
 
     # ---- the search ----------------------------------------------------------------------------
+    def _note_lineage(self) -> None:
+        """Say so when the study updates a version that is not the family's current one."""
+        from recipe_opt.lineage import LineageStore
+
+        cfg = self.cfg
+        with LineageStore(cfg.storage_url) as store:
+            current = store.current_version(cfg.family)
+            known = {v.name: v for v in store.list_versions_or_empty(cfg.family)}
+        base = known.get(cfg.base_version)
+        if base is not None and base.status == "rejected":
+            self.reporter.phase(f"note: base {cfg.family}/{cfg.base_version} was rejected at release")
+        elif current is not None and current.name != cfg.base_version:
+            self.reporter.phase(
+                f"note: {cfg.family}'s current version is {current.name}; this study updates {cfg.base_version}"
+            )
+
     def _seed_new_study(self, study: optuna.Study, warm: WarmStartPlan | None) -> None:
         """Warm-start recipes first, then the informed design fills the rest of its slots."""
         n_warm = 0
@@ -479,6 +495,7 @@ class StudyRunner:
         self.build()
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         study = open_study(cfg, self.space)
+        self._note_lineage()
         _fail_interrupted_trials(study, cfg.storage_url)
         finished = _n_finished(study)
         # Re-seed on resume so the sampler does not replay the draws of the first session.

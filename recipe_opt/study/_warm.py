@@ -96,12 +96,14 @@ def plan_warm_start(
         selected = [t for t in src.trials if t.number == selection.get("trial_number")]
         chosen = selected + [t for t in _spread(front, max_recipes) if t not in selected]
         transferred = 0
+        dropped: dict[str, list[int]] = {}  # one line per distinct note, naming the trials
         for t in chosen:
             if len(plan.enqueue) >= max_recipes:
                 break
             recipe = Recipe.from_dict(t.user_attrs[ATTR_RECIPE])
             params, notes = space.transfer(recipe)
-            plan.notes.extend(f"{name} trial {t.number}: {n}" for n in notes)
+            for n in notes:
+                dropped.setdefault(n, []).append(t.number)
             if not params:
                 continue
             transferred += 1
@@ -110,6 +112,9 @@ def plan_warm_start(
             seen.append(params)
             role = "selected" if t in selected else "Pareto"
             plan.enqueue.append((params, f"warm start: {name} trial {t.number} ({role})"))
+        for note, numbers in dropped.items():
+            which = f"trial {numbers[0]}" if len(numbers) == 1 else f"trials {', '.join(map(str, numbers))}"
+            plan.notes.append(f"{name} {which}: {note}")
         if chosen and not transferred:
             raise StudyError(
                 f"--warm-start {name}: none of its recipes maps onto this search space "
