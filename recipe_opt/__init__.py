@@ -6,6 +6,6 @@ a trainer or evaluator is built.
 
 from recipe_opt.recipe import Adapter, Budget, Mixture, Recipe, Replay, Schedule
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = ["Adapter", "Budget", "Mixture", "Recipe", "Replay", "Schedule", "__version__"]

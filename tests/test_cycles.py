@@ -96,11 +96,16 @@ def test_two_cycles_with_apply_warm_start_and_rollback(tiny_world: Path, tmp_pat
 
     # Cycle 2 starts from v1 and warm-starts from the cycle that produced it.
     c2 = cycle2_config(tmp_path, tiny_world, models)
-    r = cli("search", str(c2), "--warm-start", "auto")
+    r = cli("search", str(c2), "--warm-start", "auto", "--warm-start-priors")
     assert "demo/v1 was produced by study 'c1'" in r.stdout
     assert "mixture dropped" in r.stdout  # cycle 2 mixes other sources than cycle 1
     study2 = optuna.load_study(study_name="c2", storage=db)
-    first = study2.trials[0]
+    priors = [t for t in study2.trials if t.user_attrs.get("origin", "").startswith("prior")]
+    own = [t for t in study2.trials if t not in priors]
+    # Cycle 1's three trials inform the sampler; the budget of three counts only this cycle's.
+    assert len(priors) == 3 and [t.state.name for t in own] == ["COMPLETE"] * 3
+    assert study2.user_attrs["selection"]["trial_number"] in {t.number for t in own}
+    first = own[0]
     assert first.user_attrs["origin"] == f"warm start: c1 trial {selected.number} (selected)"
     for name in ("replay_ratio", "peak_lr", "lora_rank", "steps"):
         assert first.params[name] == selected.params[name]

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+import recipe_opt
 from recipe_opt.recipe import Adapter, Budget, Mixture, Recipe, Replay, Schedule
 
 
@@ -24,7 +25,7 @@ def test_round_trip_dict_json_yaml(tmp_path: Path) -> None:
     assert Recipe.from_dict(r.to_dict()) == r
     assert Recipe.load(r.save(tmp_path / "r.yaml")) == r
     assert Recipe.load(r.save(tmp_path / "r.json")) == r
-    assert json.loads(r.to_json())["stamp"]["recipe-opt"] == "0.1.0"
+    assert json.loads(r.to_json())["stamp"]["recipe-opt"] == recipe_opt.__version__  # install and code agree
     assert r.adapter.alpha == 16.0
 
 
