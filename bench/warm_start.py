@@ -110,6 +110,8 @@ def main() -> None:
                 "warm_final_hv": round(runs["warm"][seed][-1], 5),
                 "warm_trials_to_reach_cold_final": _trials_to_reach(runs["warm"][seed], cold_final),
                 "cold_trials_to_reach_cold_final": _trials_to_reach(runs["cold"][seed], cold_final),
+                "warm_trials_to_reach_95pct_cold_final": _trials_to_reach(runs["warm"][seed], 0.95 * cold_final),
+                "cold_trials_to_reach_95pct_cold_final": _trials_to_reach(runs["cold"][seed], 0.95 * cold_final),
                 "warm_hv_at_8": round(runs["warm"][seed][min(7, args.trials - 1)], 5),
                 "cold_hv_at_8": round(runs["cold"][seed][min(7, args.trials - 1)], 5),
             }
@@ -135,6 +137,7 @@ def main() -> None:
         },
         "per_seed": per_seed,
         "mean_hv_by_trial": {m: [round(x, 5) for x in c] for m, c in mean.items()},
+        "hv_by_trial": {m: [[round(x, 5) for x in h] for h in runs[m]] for m in runs},
         "mean_final_hv": {m: round(c[-1], 5) for m, c in mean.items()},
         "warm_trials_to_reach_cold_final_hv": reached,
         "mean_warm_trials_to_reach_cold_final_hv": (
@@ -148,7 +151,7 @@ def main() -> None:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=2) + "\n")
-    print(json.dumps({k: v for k, v in out.items() if k != "mean_hv_by_trial"}, indent=2))
+    print(json.dumps({k: v for k, v in out.items() if k not in ("mean_hv_by_trial", "hv_by_trial")}, indent=2))
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from recipe_opt.config import load_study_config
 from recipe_opt.evaluate import load_task
 from recipe_opt.exceptions import ConfigError
 from recipe_opt.space import load_search_space
+from tests.conftest import write_study
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -81,3 +82,28 @@ def test_missing_paths_are_reported_together(tmp_path: Path) -> None:
         load_study_config(path)
     fields = {p.field for p in info.value.problems}
     assert {"base_model", "search_space", "data_root"} <= fields
+
+
+@pytest.mark.parametrize(
+    ("base", "expected"), [("v0", "v1"), ("v9", "v10"), ("prod-2026.3", "prod-2026.4"), ("base", "base-1")]
+)
+def test_apply_version_defaults_to_the_next_number(tmp_path: Path, base: str, expected: str) -> None:
+    path = write_study(tmp_path, tmp_path / "w")
+    path.write_text(path.read_text().replace("base_version: v0", f"base_version: {base}"))
+    cfg = load_study_config(path, check_paths=False)
+    assert cfg.apply_version == expected
+    assert cfg.apply_weights_root == (tmp_path / "w" / "models").resolve()  # beside the base model
+
+
+def test_release_checks_bounds_per_suite_fall_back_to_the_aggregate(tmp_path: Path) -> None:
+    from recipe_opt.study import release_checks
+
+    gates = "{max_forgetting: 0.05, max_forgetting_per_suite: {knowledge: 0.2}, max_cost: 1.0}"
+    cfg = load_study_config(write_study(tmp_path, tmp_path / "w", gates=gates), check_paths=False)
+    per_suite = {"arithmetic": 0.06, "strings": 0.0, "knowledge": 0.15}
+    checks = {c.gate: c for c in release_checks(cfg, {"gain": 0.0, "forgetting": 0.04, "cost": 2.0}, per_suite, "v0")}
+    assert not checks["regression:arithmetic"].passed and checks["regression:arithmetic"].bound == 0.05
+    assert checks["regression:knowledge"].passed and checks["regression:knowledge"].bound == 0.2
+    assert checks["max_forgetting"].passed
+    assert not checks["min_gain"].passed and checks["min_gain"].bound is None  # unset: gain must be > 0
+    assert not checks["max_cost"].passed

@@ -352,9 +352,9 @@ class StudyConfig(_Model):
         return f"{m.group(1)}{int(m.group(2)) + 1}" if m else f"{self.base_version}-1"
 
     @property
-    def apply_weights_path(self) -> Path:
-        root = self.resolve(self.apply.weights_dir) if self.apply.weights_dir else self.base_model_path.parent
-        return root / self.apply_version
+    def apply_weights_root(self) -> Path:
+        """Where `apply` writes `<version>/`: `apply.weights_dir`, or beside the base model."""
+        return self.resolve(self.apply.weights_dir) if self.apply.weights_dir else self.base_model_path.parent
 
     def directions(self) -> list[Literal["maximize", "minimize"]]:
         return [OBJECTIVES[o] for o in self.objectives]

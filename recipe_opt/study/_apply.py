@@ -206,7 +206,7 @@ def apply_selected(
     trial = study.trials[int(selection["trial_number"])]
     recipe = Recipe.from_dict(trial.user_attrs[ATTR_RECIPE])
     name = version or cfg.apply_version
-    out = (cfg.resolve(cfg.apply.weights_dir) if cfg.apply.weights_dir else cfg.base_model_path.parent) / name
+    out = cfg.apply_weights_root / name
     if out.exists():
         raise StudyError(f"{out} already exists: apply under another version name (`--version`) or remove it")
     own_store = store is None
