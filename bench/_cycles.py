@@ -29,6 +29,7 @@ def study_yaml(
     fraction: float | None = None,
     gates: dict[str, Any] | None = None,
     warm_start: list[str] | None = None,
+    warm_recipes: int = 8,
     models_dir: Path | None = None,
 ) -> Path:
     """A config for the demo world's cycle `cycle`, writing into `directory` (its own SQLite)."""
@@ -44,7 +45,7 @@ def study_yaml(
             "output_dir": str(directory / name),
             "seed": seed,
             "trials": {"n_trials": trials},
-            "warm_start": {"studies": warm_start or [], "max_recipes": 8},
+            "warm_start": {"studies": warm_start or [], "max_recipes": warm_recipes},
         }
     )
     if sampler is not None:
@@ -82,7 +83,9 @@ def run_study(cfg_path: Path, *, warm: bool = False) -> tuple[Any, float]:
 
     def plan() -> Any:
         with LineageStore(cfg.storage_url) as store:
-            return plan_warm_start(cfg, space, cfg.warm_start.studies, store=store, max_recipes=8)
+            return plan_warm_start(
+                cfg, space, cfg.warm_start.studies, store=store, max_recipes=cfg.warm_start.max_recipes
+            )
 
     start = time.perf_counter()
     study = runner.run(warm_start=plan if warm else None)

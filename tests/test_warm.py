@@ -45,9 +45,9 @@ def test_transfer_clips_and_drops_with_a_note_each() -> None:
     params, notes = s.transfer(odd)
     assert params["replay_ratio"] == 0.5 and params["peak_lr"] == 2e-2  # clipped into range
     assert params["steps"] == 350  # onto the step-50 grid
-    assert "schedule" not in params and not any(k.startswith("mix.") for k in params)
+    assert "schedule" not in params and params["mix.max"] == 0.5  # other sources: equal weights
     text = "\n".join(notes)
-    assert "replay_ratio clipped from 0.7 to 0.5" in text and "mixture dropped" in text
+    assert "replay_ratio clipped from 0.7 to 0.5" in text and "mixture set to equal weights" in text
     assert "schedule dropped: 'polynomial'" in text
     # What the space holds exactly carries over unchanged, and maps back to the same recipe.
     same = space(["mul", "add_text"])

@@ -432,8 +432,9 @@ class SearchSpace:
 
         For warm starts: a value outside its range is clipped to the range (and onto its step
         grid); a value this space does not offer (a categorical choice, a different pinned value,
-        a target-module list that is none of the sets, a mixture over other sources) is dropped,
-        so the sampler draws it. Each clip or drop is one line in the returned notes.
+        a target-module list that is none of the sets) is dropped, so the sampler draws it; a
+        mixture over other sources becomes equal weights over this space's sources. Each change is
+        one line in the returned notes.
         """
         f = self.spec
         params: dict[str, Scalar] = {}
@@ -442,7 +443,10 @@ class SearchSpace:
             try:
                 params.update(self.params_for_mixture(recipe))
             except ValueError as exc:
-                notes.append(f"mixture dropped: {exc}")
+                # Another cycle's sources: start from equal weights, as the informed design does,
+                # so the carried-over LR, replay and budget are not paired with a random mixture.
+                params.update(self._equal_mixture())
+                notes.append(f"mixture set to equal weights: {exc}")
         for name, value in self._recipe_values(recipe).items():
             spec = getattr(f, name)
             if value is None:
@@ -461,6 +465,13 @@ class SearchSpace:
                     notes.append(f"{name} clipped from {value!r} to {clipped!r} (range {spec.low}..{spec.high})")
                 params[name] = clipped
         return params, notes
+
+    def _equal_mixture(self) -> dict[str, Scalar]:
+        """Stick-breaking parameters of equal weights over the space's sources."""
+        names = self._mixture_sources()
+        k = len(names)
+        # Source i takes 1/(k - i) of what is left, drawn as u = 1 - (1 - v)^(k - 1 - i).
+        return {f"mix.{name}": 1.0 - (1.0 - 1.0 / (k - i)) ** (k - 1 - i) for i, name in enumerate(names[:-1])}
 
     def params_for_mixture(self, recipe: Recipe) -> dict[str, Scalar]:
         """The stick-breaking parameters `mix.<source>` that give the recipe's mixture."""
@@ -502,11 +513,7 @@ class SearchSpace:
         f = self.spec
         common: dict[str, Scalar] = {}
         if isinstance(f.mixture, SimplexSpec):
-            names = self._mixture_sources()
-            k = len(names)
-            # Equal weights: source i takes 1/(k - i) of what is left, u = 1 - (1 - v)^(k - 1 - i).
-            for i, name in enumerate(names[:-1]):
-                common[f"mix.{name}"] = 1.0 - (1.0 - 1.0 / (k - i)) ** (k - 1 - i)
+            common.update(self._equal_mixture())
         for name, preferred in (
             ("lora_rank", [16, 8]),
             ("lora_alpha_ratio", [2.0, 2]),
