@@ -50,3 +50,148 @@ def test_report_of_a_study_without_complete_trials(tmp_path: Path) -> None:
     study = optuna.create_study(study_name="empty", directions=["maximize", "minimize"])
     html = write_report(study, tmp_path).read_text()
     assert "no complete trials yet" in html
+
+
+def _study_with_selection(url: str) -> optuna.Study:
+    study = optuna.create_study(study_name="cyc|le", storage=url, directions=["maximize", "minimize", "minimize"])
+    study.set_user_attr(
+        "config",
+        {
+            "family": "fam",
+            "base_version": "v0",
+            "gates": {"max_forgetting": 0.05, "max_forgetting_per_suite": {"k": 0.2}},
+        },
+    )
+    r = _recipe(0.3)
+    metrics = {"gain": 0.5, "forgetting": 0.04, "cost": 1.0, "forgetting_per_suite": {"a": 0.07, "k": 0.01}}
+    study.add_trial(
+        optuna.trial.create_trial(values=[0.5, 0.04, 1.0], user_attrs={"recipe": r.to_dict(), "metrics": metrics})
+    )
+    study.set_user_attr("selection", {"trial_number": 0, "policy": "knee", "reason": "a | b", "recipe_hash": "x"})
+    return study
+
+
+def test_checklist_and_summary_before_and_after_apply(tmp_path: Path) -> None:
+    from recipe_opt.lineage import LineageStore, SuiteScore
+    from recipe_opt.report import release_checklist
+
+    url = f"sqlite:///{tmp_path / 'fam.db'}"
+    study = _study_with_selection(url)
+    before = {i.check: i for i in release_checklist(study)}
+    # Before apply the proxy is the forecast: `a` has no own bound, so the aggregate's 0.05 applies.
+    assert before["regression on a"].status == "FAIL" and before["regression on a"].bound == "<= 0.05"
+    assert before["regression on k"].status == "pass" and before["inheritance from fam/v0"].status == "pending"
+    assert "fam/v0" in before["rollback target"].measured
+
+    store = LineageStore(url)
+    v0 = store.ensure_version("fam", "v0", weights_uri="/m/v0")
+    store.ensure_cycle(
+        "cyc|le", base_version_id=v0, optuna_study_id=1, objectives={}, data_manifest={}, search_space={}
+    )
+    full = {"gain": 0.55, "forgetting": 0.0, "cost": 1.0, "forgetting_per_suite": {"a": 0.0, "k": 0.0}}
+    store.record_apply(
+        study_name="cyc|le",
+        name="v1",
+        weights_uri="/m/v1",
+        weights_checksum="c" * 64,
+        tier=None,
+        recipe=_recipe(0.3),
+        trial_number=0,
+        released=True,
+        checks=[],
+        reasons=["every release gate passes"],
+        metrics={"full": full},
+        parent_scores=[SuiteScore("a", "retention", 1.0, {}, "native", None)],
+        scores=[SuiteScore("a", "retention", 1.0, {}, "native", None)],
+        proxy=metrics_of(study),
+        full=full,
+    )
+    store.close()
+    html = write_report(study, tmp_path / "out", storage_url=url).read_text()
+    assert 'id="release-checklist"' in html and "fam/v1 (released, now current)" in html
+    summary = (tmp_path / "out" / "summary.md").read_text()
+    # Judged on the full run now: `a` regressed 0.07 as a proxy but 0.00 in full.
+    assert "| regression on a | proxy +0.070; full +0.000 | <= 0.05 | pass |" in summary
+    assert "# Release summary: `cyc\\|le`" in summary and "**Why:** a \\| b" in summary  # pipes escaped
+    assert "```yaml" in summary and "content_hash:" in summary
+
+
+def metrics_of(study: optuna.Study) -> dict[str, float]:
+    return {k: float(v) for k, v in study.trials[0].user_attrs["metrics"].items() if k != "forgetting_per_suite"}
+
+
+def test_every_view_renders_from_a_real_study(tmp_path: Path) -> None:
+    import random
+
+    rng = random.Random(0)
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    study = optuna.create_study(study_name="views", storage=url, directions=["maximize", "minimize", "minimize"])
+    study.set_user_attr("objectives", ["gain", "forgetting", "cost"])
+    study.set_user_attr("base_evaluation", {"suites": {"new": 0.1, "old": 1.0}, "tasks": {}})
+    dists = {
+        "replay_ratio": optuna.distributions.FloatDistribution(0.0, 0.5),
+        "peak_lr": optuna.distributions.FloatDistribution(1e-4, 2e-2, log=True),
+        "lora_rank": optuna.distributions.IntDistribution(2, 64, log=True),
+        "steps": optuna.distributions.IntDistribution(200, 1000, step=50),
+    }
+    for _ in range(8):
+        params = {
+            "replay_ratio": rng.uniform(0, 0.5),
+            "peak_lr": 10 ** rng.uniform(-4, -1.7),
+            "lora_rank": rng.choice([2, 4, 8, 16, 32]),
+            "steps": rng.choice(range(200, 1001, 50)),
+        }
+        gain, forgetting = rng.uniform(0, 0.7), 0.5 - params["replay_ratio"]
+        cost = params["steps"] / 1000
+        r = _recipe(params["replay_ratio"])
+        study.add_trial(
+            optuna.trial.create_trial(
+                params=params,
+                distributions=dists,
+                values=[gain, forgetting, cost],
+                user_attrs={
+                    "recipe": r.to_dict(),
+                    "summary": r.summary(),
+                    "metrics": {
+                        "gain": gain,
+                        "forgetting": forgetting,
+                        "cost": cost,
+                        "suites_after": {"new": 0.1 + gain, "old": 1.0 - forgetting},
+                    },
+                },
+                system_attrs={"constraints:max_forgetting": forgetting - 0.2},
+            )
+        )
+    study.set_user_attr("selection", {"trial_number": 3, "policy": "knee", "reason": "r"})
+    html = write_report(study, tmp_path / "out").read_text()
+    for div in (
+        "pareto-front",
+        "retention",
+        "history",
+        "front-3d",
+        "importance-gain",
+        "importance-forgetting",
+        "importance-cost",
+        "slice-replay_ratio-forgetting",
+        "slice-lora_rank-cost",
+        "slice-peak_lr-gain",
+        "parallel",
+        "release-checklist",
+    ):
+        assert f'id="{div}"' in html, div
+    assert "not enough complete trials" not in html
+    assert html.count("plotly.min.js") == 1  # plotly.js loaded once, from beside the page
+
+
+def test_small_study_says_what_it_cannot_show(tmp_path: Path) -> None:
+    study = optuna.create_study(study_name="one", directions=["maximize", "minimize", "minimize"])
+    r = _recipe(0.1)
+    study.add_trial(
+        optuna.trial.create_trial(
+            values=[0.5, 0.1, 1.0],
+            user_attrs={"recipe": r.to_dict(), "metrics": {"gain": 0.5, "forgetting": 0.1, "cost": 1.0}},
+        )
+    )
+    html = write_report(study, tmp_path).read_text()
+    assert "hypervolume history: not enough complete trials yet" in html
+    assert 'id="history"' not in html

@@ -386,7 +386,8 @@ def _select_and_record(
     if report:
         from recipe_opt.report import write_report
 
-        console.print(f"  report: {escape(str(write_report(study, cfg.output_path)))}")
+        path = write_report(study, cfg.output_path, storage_url=cfg.storage_url)
+        console.print(f"  report: {escape(str(path))} (and summary.md beside it)")
     return selected
 
 
@@ -578,7 +579,8 @@ def report_cmd(config: Annotated[Path, typer.Argument(help="Study config YAML.")
     except RecipeOptError as exc:
         raise _fail(exc) from None
     study = _existing_study(cfg, config)
-    console.print(f"report: {escape(str(write_report(study, cfg.output_path)))}")
+    path = write_report(study, cfg.output_path, storage_url=cfg.storage_url)
+    console.print(f"report: {escape(str(path))} (and summary.md beside it)")
 
 
 def main() -> None:

@@ -133,6 +133,9 @@ def apply(
             result = apply_selected(cfg, runner, study, version=version, progress=step, phase=phase)
         except RecipeOptError as exc:
             raise _fail(exc) from None
+    from recipe_opt.report import write_report
+
+    write_report(study, cfg.output_path, storage_url=cfg.storage_url)  # the checklist now has the full run
     v = result.version
     table = Table(title=f"Release checks for {v.ref} against {v.parent}", title_justify="left")
     for col in ("gate", "measured", "bound", "result"):

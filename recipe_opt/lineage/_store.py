@@ -378,6 +378,18 @@ class LineageStore:
             )
             return row.cycle.study_name if row is not None and row.cycle is not None else None
 
+    def applied_version(self, study_name: str) -> VersionInfo | None:
+        """The version the latest `apply` of this study registered (released or rejected), if any."""
+        with self.session() as s:
+            row = s.scalar(
+                select(ReleaseDecision)
+                .join(UpdateCycle, ReleaseDecision.cycle_id == UpdateCycle.id)
+                .where(UpdateCycle.study_name == study_name, ReleaseDecision.action.in_(("release", "reject")))
+                .order_by(ReleaseDecision.id.desc())
+                .limit(1)
+            )
+            return _info(s, row.version) if row is not None else None
+
     def cycles(self, family: str) -> list[tuple[str, str, int | None]]:
         """(study, base version, selected trial or None) of every cycle of the family, oldest first."""
         with self.session() as s:

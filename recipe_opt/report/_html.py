@@ -14,7 +14,9 @@ from typing import Any
 
 import optuna
 
+from recipe_opt.lineage import VersionInfo
 from recipe_opt.recipe import Recipe
+from recipe_opt.report._checklist import release_checklist, write_summary
 from recipe_opt.study import (
     ATTR_BASE_EVAL,
     ATTR_FAILURE,
@@ -182,13 +184,73 @@ def _write_plotly_js(out: Path) -> None:
         tmp.replace(target)
 
 
-def write_report(study: optuna.Study, out_dir: str | Path) -> Path:
-    """Write `out_dir/index.html` (+ plotly.min.js) for `study`; returns the HTML path."""
+def _figure_sections(study: optuna.Study, selected: int | None, applied: VersionInfo | None) -> str:
+    """Every further view, as HTML sections; plotly.js is loaded once, by the Pareto plot."""
+    import plotly.io as pio
+
+    from recipe_opt.report import _figures as f
+
+    def div(fig: Any, div_id: str) -> str:
+        return str(pio.to_html(fig, include_plotlyjs=False, full_html=False, div_id=div_id))
+
+    def missing(what: str) -> str:
+        return f"<p><i>{html.escape(what)}: not enough complete trials yet.</i></p>"
+
+    decision = applied.decision if applied else None
+    full_after = ((decision.metrics.get("full") or {}).get("suites_after") if decision else None) or None
+    parts = ["<h2>Per-suite retention</h2>"]
+    bars = f.retention_bars(study, selected, full_after)
+    parts.append(div(bars, "retention") if bars is not None else missing("per-suite retention"))
+    parts.append("<h2>Search progress</h2>")
+    hist = f.history(study)
+    parts.append(div(hist, "history") if hist is not None else missing("hypervolume history"))
+    parts.append("<h2>All objectives in 3-D</h2>")
+    cube = f.front_3d(study, selected)
+    parts.append(div(cube, "front-3d") if cube is not None else missing("3-D view"))
+    parts.append("<h2>Which parameters matter</h2>")
+    imps = f.importances(study)
+    parts.extend(div(fig, f"importance-{name}") for name, fig in imps)
+    if not imps:
+        parts.append(missing("parameter importance (needs 4)"))
+    parts.extend(div(fig, f"slice-{key}") for key, fig in f.slices(study))
+    parts.append("<h2>All trials, parameter by parameter</h2>")
+    par = f.parallel_coordinates(study)
+    parts.append(div(par, "parallel") if par is not None else missing("parallel coordinates"))
+    return "\n".join(parts)
+
+
+def _checklist_html(study: optuna.Study, applied: VersionInfo | None) -> str:
+    e = html.escape
+    colour = {"pass": "#2ca02c", "FAIL": "#d62728", "pending": "#ff7f0e", "info": "#555"}
+    rows = "".join(
+        f"<tr><td>{e(i.check)}</td><td>{e(i.measured)}</td><td>{e(i.bound)}</td>"
+        f'<td style="color:{colour.get(i.status, "#555")}"><b>{e(i.status)}</b></td></tr>'
+        for i in release_checklist(study, applied)
+    )
+    return (
+        '<h2 id="release-checklist">Release checklist</h2>'
+        "<table><tr><th>check</th><th>measured</th><th>bound</th><th>status</th></tr>"
+        f"{rows}</table>"
+    )
+
+
+def write_report(study: optuna.Study, out_dir: str | Path, *, storage_url: str | None = None) -> Path:
+    """Write `out_dir/index.html` (+ plotly.min.js) and `summary.md` for `study`; returns the HTML path.
+
+    With `storage_url` (the study's database), the release checklist also shows what `apply`
+    measured and decided for this cycle, from the lineage store.
+    """
     import plotly.io as pio
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     e = html.escape
+    applied = None
+    if storage_url is not None:
+        from recipe_opt.lineage import LineageStore
+
+        with LineageStore(storage_url) as store:
+            applied = store.applied_version(study.study_name)
     selection = study.user_attrs.get("selection") or {}
     selected = selection.get("trial_number")
     fig = _pareto_figure(study, selected)
@@ -196,6 +258,7 @@ def write_report(study: optuna.Study, out_dir: str | Path) -> Path:
     # file (only `write_html` does), so it is written here, once per report directory.
     plot = pio.to_html(fig, include_plotlyjs="directory", full_html=False, div_id="pareto-front")
     _write_plotly_js(out)
+    figures = _figure_sections(study, selected, applied)
     base = study.user_attrs.get(ATTR_BASE_EVAL, {}).get("suites", {})
     base_rows = "".join(f"<tr><td>{e(k)}</td><td>{v:.3f}</td></tr>" for k, v in base.items())
     sel_html = ""
@@ -223,7 +286,9 @@ code {{ font-size: 12px; }}
 <h1>recipe-opt study <code>{e(study.study_name)}</code></h1>
 <p>Trials: {e(json.dumps(counts))}. Objectives: {e(", ".join(study.user_attrs.get("objectives", [])))}.</p>
 {sel_html}
+{_checklist_html(study, applied)}
 {plot}
+{figures}
 <h2>Base model scores (before the update)</h2>
 <table><tr><th>suite</th><th>score</th></tr>{base_rows}</table>
 <h2>All trials</h2>
@@ -234,4 +299,5 @@ code {{ font-size: 12px; }}
     tmp = out / "index.html.tmp"
     tmp.write_text(doc, encoding="utf-8")
     tmp.replace(path)
+    write_summary(study, out, applied)
     return path

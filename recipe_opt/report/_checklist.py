@@ -1,0 +1,181 @@
+"""The release checklist, filled with measured values, and `summary.md` for a pull request.
+
+Built from the study's storage alone: the selected trial's proxy values against the study's
+gates, and, once `recipe-opt apply` has run, the full-fidelity values and release decision the
+lineage recorded for this cycle. The rollback target is the study's base version.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from recipe_opt.lineage import VersionInfo
+from recipe_opt.recipe import Recipe
+from recipe_opt.study import ATTR_METRICS, ATTR_RECIPE, pareto_front, trial_values
+
+__all__ = ["ChecklistItem", "release_checklist", "write_summary"]
+
+
+@dataclass(frozen=True)
+class ChecklistItem:
+    check: str
+    measured: str
+    bound: str
+    status: str  # pass | FAIL | info | pending
+
+
+def _status(ok: bool | None) -> str:
+    return "info" if ok is None else ("pass" if ok else "FAIL")
+
+
+def release_checklist(study: optuna.Study, applied: VersionInfo | None = None) -> list[ChecklistItem]:
+    """One row per release question, with the proxy value and, once applied, the full-run value."""
+    config: dict[str, Any] = study.user_attrs.get("config") or {}
+    gates: dict[str, Any] = config.get("gates") or {}
+    selection = study.user_attrs.get("selection") or {}
+    if "trial_number" not in selection:
+        return [ChecklistItem("selected recipe", "none: no recipe passes the gates yet", "", "FAIL")]
+    trial = study.trials[int(selection["trial_number"])]
+    proxy = trial_values(trial)
+    per_suite = dict((trial.user_attrs.get(ATTR_METRICS) or {}).get("forgetting_per_suite", {}))
+    decision = applied.decision if applied else None
+    full = (decision.metrics.get("full") or {}) if decision else {}
+    full_suite = dict(full.get("forgetting_per_suite", {}))
+
+    def both(key: str, value: float, full_value: float | None, spec: str) -> str:
+        text = f"proxy {format(value, spec)}"
+        return text + (f"; full {format(full_value, spec)}" if full_value is not None else "; full: not applied yet")
+
+    items = []
+    for suite, drop in per_suite.items():
+        bound = (gates.get("max_forgetting_per_suite") or {}).get(suite, gates.get("max_forgetting"))
+        # Judged on the full run once there is one (that is what the release decision used),
+        # on the proxy until then (a forecast).
+        worst = full_suite.get(suite, drop)
+        items.append(
+            ChecklistItem(
+                f"regression on {suite}",
+                both(suite, drop, full_suite.get(suite), "+.3f"),
+                "-" if bound is None else f"<= {bound:g}",
+                _status(None if bound is None else worst <= bound),
+            )
+        )
+    mf = gates.get("max_forgetting")
+    worst = full.get("forgetting", proxy["forgetting"])
+    items.append(
+        ChecklistItem(
+            "aggregate forgetting",
+            both("forgetting", proxy["forgetting"], full.get("forgetting"), "+.3f"),
+            "-" if mf is None else f"<= {mf:g}",
+            _status(None if mf is None else worst <= mf),
+        )
+    )
+    mg = gates.get("min_gain")
+    least = full.get("gain", proxy["gain"])
+    items.append(
+        ChecklistItem(
+            "new-task gain",
+            both("gain", proxy["gain"], full.get("gain"), "+.3f"),
+            f">= {mg:g}" if mg is not None else "> 0",
+            _status(least >= mg if mg is not None else least > 0),
+        )
+    )
+    mc = gates.get("max_cost")
+    cost = full.get("cost", proxy.get("cost", 0.0))
+    items.append(
+        ChecklistItem(
+            "cost of the full update (TFLOP)",
+            both("cost", proxy.get("cost", 0.0), full.get("cost"), ".3g"),
+            "-" if mc is None else f"<= {mc:g}",
+            _status(None if mc is None else cost <= mc),
+        )
+    )
+    safety = [s for s in per_suite if "safety" in s.lower()]
+    items.append(
+        ChecklistItem(
+            "safety suite",
+            f"configured: {', '.join(safety)}" if safety else "none configured (add a retention suite named *safety*)",
+            "",
+            "info",
+        )
+    )
+    base = config.get("base_version", "?")
+    family = config.get("family", "?")
+    if applied is None:
+        items.append(
+            ChecklistItem(f"inheritance from {family}/{base}", "not applied yet: run `recipe-opt apply`", "", "pending")
+        )
+    else:
+        verdict = "released, now current" if applied.status == "released" and applied.is_current else applied.status
+        items.append(
+            ChecklistItem(
+                f"inheritance from {family}/{base}",
+                f"{applied.ref} ({verdict}); weights {applied.weights_uri}",
+                "every gate at full fidelity",
+                "pass" if applied.status == "released" else ("FAIL" if applied.status == "rejected" else "info"),
+            )
+        )
+    items.append(
+        ChecklistItem(
+            "rollback target",
+            f"{family}/{base} (`recipe-opt lineage rollback {family} --to {base}`)",
+            "",
+            "info",
+        )
+    )
+    return items
+
+
+def _md(text: str) -> str:
+    """Table-cell safe: pipes escaped, newlines flattened."""
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def write_summary(study: optuna.Study, out_dir: Path, applied: VersionInfo | None = None) -> Path:
+    """`summary.md`: the selected recipe and the filled checklist, fit for a release document or PR."""
+    import yaml
+
+    selection = study.user_attrs.get("selection") or {}
+    lines = [f"# Release summary: `{_md(study.study_name)}`", ""]
+    if "trial_number" in selection:
+        trial = study.trials[int(selection["trial_number"])]
+        recipe = Recipe.from_dict(trial.user_attrs[ATTR_RECIPE])
+        v = trial_values(trial)
+        lines += [
+            f"**Selected:** trial {trial.number} under `{_md(str(selection.get('policy', '')))}`: gain "
+            f"{v['gain']:+.3f}, forgetting {v['forgetting']:+.3f}, cost {v.get('cost', 0.0):.3g} TFLOP (proxy).",
+            "",
+            f"**Why:** {_md(str(selection.get('reason', '')))}",
+            "",
+            f"**Recipe** `{recipe.short_hash}`: {recipe.summary()}",
+            "",
+            "```yaml",
+            yaml.safe_dump(recipe.to_dict(), sort_keys=False).rstrip(),
+            "```",
+            "",
+        ]
+    lines += ["## Release checklist", "", "| check | measured | bound | status |", "|---|---|---|---|"]
+    for item in release_checklist(study, applied):
+        status = f"**{item.status}**" if item.status == "FAIL" else item.status
+        lines.append(f"| {_md(item.check)} | {_md(item.measured)} | {_md(item.bound)} | {status} |")
+    front = sorted(pareto_front(study), key=lambda t: -trial_values(t)["gain"])
+    if front:
+        lines += [
+            "",
+            f"## Feasible Pareto front ({len(front)} trials)",
+            "",
+            "| trial | gain | forgetting | cost (TFLOP) |",
+            "|---|---|---|---|",
+        ]
+        for t in front:
+            v = trial_values(t)
+            lines.append(f"| {t.number} | {v['gain']:+.3f} | {v['forgetting']:+.3f} | {v.get('cost', 0.0):.3g} |")
+    path = out_dir / "summary.md"
+    tmp = out_dir / "summary.md.tmp"
+    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    tmp.replace(path)
+    return path

@@ -1,0 +1,236 @@
+"""The report's other views of a study: 3-D front, hypervolume and best-so-far history,
+parameter importance, slices, parallel coordinates, and per-suite retention.
+
+Each returns a plotly figure, or None when the study has too little to show (the page says so).
+Optuna's own plotting functions are used where they exist; prior observations from other cycles
+(warm start) are left out of every view, since they were measured on other data.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import optuna
+
+from recipe_opt.study import ATTR_BASE_EVAL, ATTR_METRICS, is_feasible, is_prior, trial_values
+
+__all__ = [
+    "front_3d",
+    "history",
+    "importances",
+    "parallel_coordinates",
+    "retention_bars",
+    "slices",
+]
+
+OBJECTIVE_LABELS = {"gain": "gain ↑", "forgetting": "forgetting ↓", "cost": "cost TFLOP ↓"}
+# Parameters whose slices a reviewer asks about first, each against the objective it moves.
+KEY_SLICES = (("replay_ratio", "forgetting"), ("lora_rank", "cost"), ("peak_lr", "gain"), ("steps", "cost"))
+
+
+def _own_complete(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    return [
+        t
+        for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        if not is_prior(t) and t.user_attrs.get(ATTR_METRICS)
+    ]
+
+
+def _view(study: optuna.Study) -> optuna.Study:
+    """An in-memory copy of the study without prior observations, for Optuna's plot functions."""
+    own = _own_complete(study)
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "new study created in memory" line
+    try:
+        copy = optuna.create_study(directions=study.directions, study_name=study.study_name)
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+    copy.add_trials(own)
+    return copy
+
+
+def _objectives(study: optuna.Study) -> list[str]:
+    return list(study.user_attrs.get("objectives") or ["gain", "forgetting", "cost"][: len(study.directions)])
+
+
+def _target(study: optuna.Study, name: str, *, minimised: bool = False) -> Callable[[optuna.trial.FrozenTrial], float]:
+    """The objective's value; `minimised` flips maximised ones (importance evaluators look for low values)."""
+    index = _objectives(study).index(name)
+    sign = -1.0 if minimised and study.directions[index] == optuna.study.StudyDirection.MAXIMIZE else 1.0
+    return lambda t: sign * float(t.values[index])
+
+
+def front_3d(study: optuna.Study, selected: int | None) -> Any:
+    import plotly.graph_objects as go
+
+    trials = _own_complete(study)
+    if len(trials) < 2 or "cost" not in _objectives(study):
+        return None
+    fig = go.Figure()
+    for name, keep, colour in (
+        ("passes every gate", True, "#1f77b4"),
+        ("fails a gate", False, "#bbbbbb"),
+    ):
+        pts = [t for t in trials if is_feasible(t) == keep]
+        if pts:
+            fig.add_trace(
+                go.Scatter3d(
+                    x=[trial_values(t)["gain"] for t in pts],
+                    y=[trial_values(t)["forgetting"] for t in pts],
+                    z=[trial_values(t)["cost"] for t in pts],
+                    mode="markers",
+                    name=name,
+                    marker={"size": 5, "color": colour},
+                    text=[f"trial {t.number}" for t in pts],
+                    hovertemplate="%{text}<br>gain %{x:+.3f}<br>forgetting %{y:+.3f}<br>cost %{z:.3g}<extra></extra>",
+                )
+            )
+    sel = [t for t in trials if t.number == selected]
+    if sel:
+        v = trial_values(sel[0])
+        fig.add_trace(
+            go.Scatter3d(
+                x=[v["gain"]],
+                y=[v["forgetting"]],
+                z=[v["cost"]],
+                mode="markers",
+                name=f"selected (trial {selected})",
+                marker={"size": 9, "color": "#d62728", "symbol": "diamond"},
+            )
+        )
+    fig.update_layout(
+        title="All three objectives",
+        scene={"xaxis_title": "gain ↑", "yaxis_title": "forgetting ↓", "zaxis_title": "cost (TFLOP) ↓"},
+        template="plotly_white",
+        height=560,
+    )
+    return fig
+
+
+def history(study: optuna.Study) -> Any:
+    """Hypervolume of the feasible trials so far, and the best in-gate gain so far, per trial."""
+    import numpy as np
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    trials = _own_complete(study)
+    if len(trials) < 2:
+        return None
+    names = _objectives(study)
+    signs = [-1.0 if d == optuna.study.StudyDirection.MAXIMIZE else 1.0 for d in study.directions]
+    points = np.array([[s * v for s, v in zip(signs, t.values, strict=True)] for t in trials])
+    # Reference point: 10% of each objective's range beyond its worst value (all minimised here).
+    span = np.maximum(points.max(axis=0) - points.min(axis=0), 1e-9)
+    reference = points.max(axis=0) + 0.1 * span
+    xs, hv, best = [], [], []
+    feasible: list[list[float]] = []
+    best_gain: float | None = None
+    for t, p in zip(trials, points, strict=True):
+        if is_feasible(t):
+            feasible.append(list(p))
+            best_gain = trial_values(t)["gain"] if best_gain is None else max(best_gain, trial_values(t)["gain"])
+        xs.append(t.number)
+        hv.append(_hypervolume(np.array(feasible), reference) if feasible else 0.0)
+        best.append(best_gain)
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    fig.add_trace(go.Scatter(x=xs, y=hv, name="hypervolume of the feasible trials", mode="lines+markers"))
+    fig.add_trace(
+        go.Scatter(x=xs, y=best, name="best in-gate gain so far", mode="lines+markers", line={"dash": "dot"}),
+        secondary_y=True,
+    )
+    fig.update_layout(
+        title=f"Progress of the search ({', '.join(names)}; reference point 10% beyond the worst values)",
+        xaxis_title="trial",
+        template="plotly_white",
+        height=420,
+        legend={"orientation": "h", "y": -0.25},
+    )
+    fig.update_yaxes(title_text="hypervolume", secondary_y=False)
+    fig.update_yaxes(title_text="gain", secondary_y=True)
+    return fig
+
+
+def _hypervolume(points: Any, reference: Any) -> float:
+    from optuna._hypervolume import compute_hypervolume  # exact (WFG); no public equivalent in Optuna 5
+
+    inside = points[(points < reference).all(axis=1)]
+    return float(compute_hypervolume(inside, reference)) if len(inside) else 0.0
+
+
+def importances(study: optuna.Study) -> list[tuple[str, Any]]:
+    """Importance of each parameter per objective, by Optuna's default evaluator (PED-ANOVA in
+    Optuna 5: which parameter values the best trials share)."""
+    view = _view(study)
+    if len(view.trials) < 4:
+        return []
+    out = []
+    for name in _objectives(study):
+        try:
+            with warnings.catch_warnings():
+                # The evaluator warns that it ranks for low target values: the target is oriented so.
+                warnings.filterwarnings("ignore", message=".*computes the importances of params to achieve low.*")
+                fig = optuna.visualization.plot_param_importances(
+                    view,
+                    target=_target(study, name, minimised=True),
+                    target_name=OBJECTIVE_LABELS.get(name, name),
+                )
+        except (ValueError, RuntimeError):  # e.g. every parameter fixed
+            continue
+        fig.update_layout(title=f"Parameter importance for {name}", height=380, template="plotly_white")
+        out.append((name, fig))
+    return out
+
+
+def slices(study: optuna.Study) -> list[tuple[str, Any]]:
+    view = _view(study)
+    if len(view.trials) < 2:
+        return []
+    searched = {p for t in view.trials for p in t.params}
+    out = []
+    for param, objective in KEY_SLICES:
+        if param not in searched or objective not in _objectives(study):
+            continue
+        fig = optuna.visualization.plot_slice(
+            view, params=[param], target=_target(study, objective), target_name=OBJECTIVE_LABELS[objective]
+        )
+        fig.update_layout(title=f"{param} vs {objective}", height=360, template="plotly_white")
+        out.append((f"{param}-{objective}", fig))
+    return out
+
+
+def parallel_coordinates(study: optuna.Study) -> Any:
+    view = _view(study)
+    if len(view.trials) < 2:
+        return None
+    fig = optuna.visualization.plot_parallel_coordinate(
+        view, target=_target(study, "gain"), target_name=OBJECTIVE_LABELS["gain"]
+    )
+    fig.update_layout(title="Every complete trial's parameters, coloured by gain", height=480, template="plotly_white")
+    return fig
+
+
+def retention_bars(study: optuna.Study, selected: int | None, full_after: dict[str, float] | None) -> Any:
+    """Suite scores: base (before), the selected recipe's proxy, and its full run if applied."""
+    import plotly.graph_objects as go
+
+    base = (study.user_attrs.get(ATTR_BASE_EVAL) or {}).get("suites", {})
+    chosen = [t for t in study.trials if t.number == selected]
+    if not base or not chosen:
+        return None
+    after = (chosen[0].user_attrs.get(ATTR_METRICS) or {}).get("suites_after", {})
+    suites = list(base)
+    fig = go.Figure()
+    fig.add_trace(go.Bar(name="base (before the update)", x=suites, y=[base[s] for s in suites]))
+    fig.add_trace(go.Bar(name=f"selected, proxy (trial {selected})", x=suites, y=[after.get(s) for s in suites]))
+    if full_after:
+        fig.add_trace(go.Bar(name="selected, full run (apply)", x=suites, y=[full_after.get(s) for s in suites]))
+    fig.update_layout(
+        barmode="group",
+        title="Per-suite scores: base vs the selected recipe",
+        yaxis_title="suite score (mean acc)",
+        template="plotly_white",
+        height=420,
+    )
+    return fig
