@@ -91,3 +91,42 @@ def test_bad_input_one_line_exit_2_nothing_written(tmp_path: Path, case: str) ->
     assert any(needle in ln for ln in errors), errors
     assert "s3cret" not in r.stderr + r.stdout
     assert sorted(p.name for p in study_dir.iterdir()) == before  # no database, no report, no recipe
+
+
+def test_dashboard_serves_the_study_storage(tmp_path: Path) -> None:
+    import json
+    import socket
+    import time
+    import urllib.request
+
+    import optuna
+
+    from recipe_opt.config import load_study_config
+
+    cfg_path = write_study(tmp_path, tmp_path / "world", name="dash")
+    optuna.create_study(study_name="dash", storage=load_study_config(cfg_path, check_paths=False).storage_url)
+    with socket.socket() as s:  # a free port
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "recipe_opt", "dashboard", str(cfg_path), "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline, body = time.monotonic() + 60, None
+        while time.monotonic() < deadline and body is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=2) as r:
+                    body = json.loads(r.read())
+            except OSError:
+                assert proc.poll() is None, proc.communicate()
+                time.sleep(0.5)
+        assert body is not None, "dashboard did not answer within 60 s"
+        assert [s["study_name"] for s in body["study_summaries"]] == ["dash"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+    r = run("dashboard", str(tmp_path / "nope.yaml"))
+    assert r.returncode == 2 and r.stderr.startswith("error:")

@@ -44,6 +44,7 @@ def test_report_escapes_and_is_offline(tmp_path: Path) -> None:
         assert Recipe.from_dict(t.user_attrs["recipe"]).short_hash in html
     assert 'src="plotly.min.js"' in html and (tmp_path / "plotly.min.js").is_file()
     assert "cdn.plot.ly" not in html
+    assert '<table id="trials" class="sortable">' in html and "table.sortable" in html  # sortable, inline JS
 
 
 def test_report_of_a_study_without_complete_trials(tmp_path: Path) -> None:

@@ -583,6 +583,38 @@ def report_cmd(config: Annotated[Path, typer.Argument(help="Study config YAML.")
     console.print(f"report: {escape(str(path))} (and summary.md beside it)")
 
 
+@app.command()
+def dashboard(
+    config: Annotated[Path, typer.Argument(help="Study config YAML of a study that has run.")],
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8080,
+) -> None:
+    """Open optuna-dashboard on the study's storage (it is Optuna's own RDB storage); Ctrl-C stops it."""
+    from recipe_opt.config import load_study_config
+
+    try:
+        cfg = load_study_config(config, check_paths=False)
+    except RecipeOptError as exc:
+        raise _fail(exc) from None
+    _existing_study(cfg, config)
+    try:
+        import optuna_dashboard
+    except ImportError:
+        err.print("[bold red]error:[/] optuna-dashboard is not installed: pip install 'recipe-opt[dashboard]'")
+        raise typer.Exit(2) from None
+    console.print(
+        f"optuna-dashboard for study {escape(cfg.name)} on {escape(cfg.storage_display)}: "
+        f"http://{host}:{port}/dashboard/ (Ctrl-C stops it)"
+    )
+    try:
+        optuna_dashboard.run_server(cfg.storage_url, host=host, port=port)
+    except OSError as exc:  # port in use, no permission
+        err.print(f"[bold red]error:[/] cannot listen on {escape(host)}:{port}: {escape(str(exc))}")
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        pass
+
+
 def main() -> None:
     try:
         app()

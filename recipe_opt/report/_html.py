@@ -170,7 +170,34 @@ def _table(study: optuna.Study) -> str:
             e(str(t.user_attrs.get(ATTR_FAILURE, ""))),
         ]
         rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
-    return f"<table>{head}{''.join(rows)}</table>"
+    return f'<table id="trials" class="sortable">{head}{"".join(rows)}</table>'
+
+
+# Click a column header to sort the trial table by it (numbers numerically, empty cells last);
+# click again to reverse. Inline and dependency-free, so the report stays offline.
+_SORT_JS = """
+<script>
+document.querySelectorAll("table.sortable").forEach(function (table) {
+  table.querySelectorAll("th").forEach(function (th, col) {
+    th.style.cursor = "pointer";
+    th.title = "sort by this column";
+    th.addEventListener("click", function () {
+      var rows = Array.from(table.querySelectorAll("tr")).slice(1);
+      var asc = th.dataset.order !== "asc";
+      th.dataset.order = asc ? "asc" : "desc";
+      rows.sort(function (a, b) {
+        var x = a.cells[col].textContent.trim(), y = b.cells[col].textContent.trim();
+        if (x === "" || y === "") return (x === "") - (y === "");
+        var nx = parseFloat(x), ny = parseFloat(y);
+        var cmp = (!isNaN(nx) && !isNaN(ny)) ? nx - ny : x.localeCompare(y);
+        return asc ? cmp : -cmp;
+      });
+      rows.forEach(function (r) { table.appendChild(r); });
+    });
+  });
+});
+</script>
+"""
 
 
 def _write_plotly_js(out: Path) -> None:
@@ -292,7 +319,9 @@ code {{ font-size: 12px; }}
 <h2>Base model scores (before the update)</h2>
 <table><tr><th>suite</th><th>score</th></tr>{base_rows}</table>
 <h2>All trials</h2>
+<p>Click a column header to sort.</p>
 {_table(study)}
+{_SORT_JS}
 </body></html>
 """
     path = out / "index.html"
