@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 from rich.markup import escape
@@ -18,6 +19,8 @@ from recipe_opt.exceptions import ConfigError, RecipeOptError
 
 if TYPE_CHECKING:
     from recipe_opt.lineage import LineageStore, VersionInfo
+
+T = TypeVar("T")
 
 lineage_app = typer.Typer(
     help="The model lineage: families, versions, releases and rollbacks (in the study database).",
@@ -67,6 +70,15 @@ def _store(storage: str | None, *, must_exist: bool = True) -> LineageStore:
     if store.migrated_from is not None:
         console.print(f"[dim]·[/] lineage schema upgraded from {store.migrated_from} to {store.head()}")
     return store
+
+
+def _query(storage: str | None, fn: Callable[[LineageStore], T], *, must_exist: bool = True) -> T:
+    """Open the store, run `fn` on it, close it; a lineage error is one line and exit 2."""
+    with _store(storage, must_exist=must_exist) as store:
+        try:
+            return fn(store)
+        except RecipeOptError as exc:
+            raise _fail(exc) from None
 
 
 def _status(v: VersionInfo) -> str:
@@ -175,11 +187,7 @@ def lineage_list(
     storage: StorageOpt = None,
 ) -> None:
     """Every model version, with parent, tier, status and its key release figures."""
-    with _store(storage) as store:
-        try:
-            versions = store.list_versions(family)
-        except RecipeOptError as exc:
-            raise _fail(exc) from None
+    versions = _query(storage, lambda store: store.list_versions(family))
     if not versions:
         console.print("the lineage store holds no model versions yet")
         return
@@ -208,11 +216,7 @@ def lineage_show(
     storage: StorageOpt = None,
 ) -> None:
     """One version: where its weights live, what it was trained on, its scores and its decisions."""
-    with _store(storage) as store:
-        try:
-            v = store.get_version(version)
-        except RecipeOptError as exc:
-            raise _fail(exc) from None
+    v = _query(storage, lambda store: store.get_version(version))
     console.print(f"[bold]{escape(v.ref)}[/]  {_status(v)}  tier {v.tier}  parent {escape(v.parent or '-')}")
     console.print(f"  weights:  {escape(v.weights_uri)}")
     console.print(f"  checksum: {v.weights_checksum or '-'}")
@@ -254,11 +258,7 @@ def lineage_tree(
     storage: StorageOpt = None,
 ) -> None:
     """The family's versions as a tree (parent -> children), with the cycles between them."""
-    with _store(storage) as store:
-        try:
-            versions = store.list_versions(family)
-        except RecipeOptError as exc:
-            raise _fail(exc) from None
+    versions = _query(storage, lambda store: store.list_versions(family))
     by_parent: dict[str | None, list[VersionInfo]] = {}
     for v in versions:
         by_parent.setdefault(v.parent, []).append(v)
@@ -307,20 +307,20 @@ def lineage_register(
                 )
             )
         fingerprint = weights_fingerprint(weights)
-    with _store(storage, must_exist=False) as store:
-        try:
-            v = store.register_version(
-                family,
-                name,
-                weights_uri=str(weights.resolve()) if checksum else str(weights),
-                weights_checksum=fingerprint,
-                tier=tier,
-                parent=parent,
-                description=note,
-                make_current=current,
-            )
-        except RecipeOptError as exc:
-            raise _fail(exc) from None
+    v = _query(
+        storage,
+        lambda store: store.register_version(
+            family,
+            name,
+            weights_uri=str(weights.resolve()) if checksum else str(weights),
+            weights_checksum=fingerprint,
+            tier=tier,
+            parent=parent,
+            description=note,
+            make_current=current,
+        ),
+        must_exist=False,
+    )
     console.print(f"registered {escape(v.ref)} ({v.tier}){' as current' if v.is_current else ''}")
 
 
@@ -331,11 +331,7 @@ def lineage_rollback(
     storage: StorageOpt = None,
 ) -> None:
     """Set the family's current version back to a parent (or an older ancestor)."""
-    with _store(storage) as store:
-        try:
-            old, new = store.rollback(family, to)
-        except RecipeOptError as exc:
-            raise _fail(exc) from None
+    old, new = _query(storage, lambda store: store.rollback(family, to))
     console.print(f"rolled back {escape(family)}: current version {escape(old.name)} -> {escape(new.name)}")
 
 
@@ -362,11 +358,7 @@ def fidelity(
     from recipe_opt.study import fidelity_report
 
     started = time.perf_counter()
-    with _store(storage) as store:
-        try:
-            rep = fidelity_report(store, family, low=low)
-        except RecipeOptError as exc:
-            raise _fail(exc) from None
+    rep = _query(storage, lambda store: fidelity_report(store, family, low=low))
     table = Table(title=f"Proxy vs full fidelity, family {family} ({len(rep.pairs)} recipes)", title_justify="left")
     for col in ("cycle", "trial", "origin", "recipe", "gain proxy/full", "forgetting proxy/full", "cost proxy/full"):
         table.add_column(col)

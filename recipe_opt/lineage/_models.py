@@ -150,6 +150,7 @@ class Evaluation(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
 
     version: Mapped[ModelVersion] = relationship()
+    cycle: Mapped[UpdateCycle | None] = relationship()
 
 
 class ReleaseDecision(Base):

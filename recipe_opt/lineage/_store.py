@@ -338,7 +338,7 @@ class LineageStore:
         search_space: Mapping[str, Any],
     ) -> int:
         with self.session() as s:
-            row = s.scalar(select(UpdateCycle).where(UpdateCycle.study_name == study_name))
+            row = _cycle_row(s, study_name)
             if row is not None:
                 if row.base_version_id != base_version_id:
                     raise LineageError(f"study {study_name!r} already belongs to another base version in the lineage")
@@ -358,7 +358,7 @@ class LineageStore:
     def cycle_base(self, study_name: str) -> tuple[str, str] | None:
         """(family, base version) of a recorded cycle."""
         with self.session() as s:
-            row = s.scalar(select(UpdateCycle).where(UpdateCycle.study_name == study_name))
+            row = _cycle_row(s, study_name)
             return (row.base_version.family, row.base_version.name) if row else None
 
     def producing_cycle(self, family: str, version: str) -> str | None:
@@ -461,7 +461,7 @@ class LineageStore:
         the cycle's base), both models' suite scores, the proxy-vs-full record, the release
         decision, and (if released) the family's current version."""
         with self.session() as s:
-            cycle = s.scalar(select(UpdateCycle).where(UpdateCycle.study_name == study_name))
+            cycle = _cycle_row(s, study_name)
             if cycle is None:
                 raise LineageError(f"study {study_name!r} has no update cycle in the lineage (run `select` first)")
             parent = cycle.base_version
@@ -533,7 +533,7 @@ class LineageStore:
         full: Mapping[str, Any],
     ) -> None:
         with self.session() as s:
-            cycle = s.scalar(select(UpdateCycle).where(UpdateCycle.study_name == study_name))
+            cycle = _cycle_row(s, study_name)
             if cycle is None:
                 raise LineageError(f"study {study_name!r} has no update cycle in the lineage")
             s.add(
@@ -646,6 +646,10 @@ def _version_row(s: Session, family: str, name: str) -> ModelVersion | None:
     return s.scalar(select(ModelVersion).where(ModelVersion.family == family, ModelVersion.name == name))
 
 
+def _cycle_row(s: Session, study_name: str) -> UpdateCycle | None:
+    return s.scalar(select(UpdateCycle).where(UpdateCycle.study_name == study_name))
+
+
 def _family_row(s: Session, family: str) -> Family:
     row = s.scalar(select(Family).where(Family.name == family))
     if row is None:
@@ -695,9 +699,8 @@ def _info(s: Session, row: ModelVersion) -> VersionInfo:
             select(ReleaseDecision).where(ReleaseDecision.version_id == row.id).order_by(ReleaseDecision.id)
         )
     ]
-    cycles = {c.id: c.study_name for c in s.scalars(select(UpdateCycle))}
     evaluations = [
-        SuiteScore(e.suite, e.kind, e.score, e.tasks, e.backend, cycles.get(e.cycle_id) if e.cycle_id else None)
+        SuiteScore(e.suite, e.kind, e.score, e.tasks, e.backend, e.cycle.study_name if e.cycle else None)
         for e in s.scalars(select(Evaluation).where(Evaluation.version_id == row.id).order_by(Evaluation.id))
     ]
     return VersionInfo(

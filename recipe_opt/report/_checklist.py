@@ -46,7 +46,7 @@ def release_checklist(study: optuna.Study, applied: VersionInfo | None = None) -
     full = (decision.metrics.get("full") or {}) if decision else {}
     full_suite = dict(full.get("forgetting_per_suite", {}))
 
-    def both(key: str, value: float, full_value: float | None, spec: str) -> str:
+    def both(value: float, full_value: float | None, spec: str) -> str:
         text = f"proxy {format(value, spec)}"
         return text + (f"; full {format(full_value, spec)}" if full_value is not None else "; full: not applied yet")
 
@@ -59,7 +59,7 @@ def release_checklist(study: optuna.Study, applied: VersionInfo | None = None) -
         items.append(
             ChecklistItem(
                 f"regression on {suite}",
-                both(suite, drop, full_suite.get(suite), "+.3f"),
+                both(drop, full_suite.get(suite), "+.3f"),
                 "-" if bound is None else f"<= {bound:g}",
                 _status(None if bound is None else worst <= bound),
             )
@@ -69,7 +69,7 @@ def release_checklist(study: optuna.Study, applied: VersionInfo | None = None) -
     items.append(
         ChecklistItem(
             "aggregate forgetting",
-            both("forgetting", proxy["forgetting"], full.get("forgetting"), "+.3f"),
+            both(proxy["forgetting"], full.get("forgetting"), "+.3f"),
             "-" if mf is None else f"<= {mf:g}",
             _status(None if mf is None else worst <= mf),
         )
@@ -79,7 +79,7 @@ def release_checklist(study: optuna.Study, applied: VersionInfo | None = None) -
     items.append(
         ChecklistItem(
             "new-task gain",
-            both("gain", proxy["gain"], full.get("gain"), "+.3f"),
+            both(proxy["gain"], full.get("gain"), "+.3f"),
             f">= {mg:g}" if mg is not None else "> 0",
             _status(least >= mg if mg is not None else least > 0),
         )
@@ -89,7 +89,7 @@ def release_checklist(study: optuna.Study, applied: VersionInfo | None = None) -
     items.append(
         ChecklistItem(
             "cost of the full update (TFLOP)",
-            both("cost", proxy.get("cost", 0.0), full.get("cost"), ".3g"),
+            both(proxy.get("cost", 0.0), full.get("cost"), ".3g"),
             "-" if mc is None else f"<= {mc:g}",
             _status(None if mc is None else cost <= mc),
         )
