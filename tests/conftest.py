@@ -122,3 +122,8 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         yield f"sqlite:///{tmp_path / 'study.db'}"
     else:
         yield from _postgres_url()
+
+
+from tests.flows import two_cycles  # noqa: E402  (the two-cycle flow, shared by several modules)
+
+__all__ = ["two_cycles"]

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import optuna
+import pytest
 
+from recipe_opt.lineage import VersionInfo
 from recipe_opt.recipe import Adapter, Budget, Mixture, Recipe, Replay, Schedule
 from recipe_opt.report import write_report
 
@@ -81,7 +84,8 @@ def test_checklist_and_summary_before_and_after_apply(tmp_path: Path) -> None:
     before = {i.check: i for i in release_checklist(study)}
     # Before apply the proxy is the forecast: `a` has no own bound, so the aggregate's 0.05 applies.
     assert before["regression on a"].status == "FAIL" and before["regression on a"].bound == "<= 0.05"
-    assert before["regression on k"].status == "pass" and before["inheritance from fam/v0"].status == "pending"
+    assert before["regression on k"].status == "pass" and before["release decision against fam/v0"].status == "pending"
+    assert before["inheritance from fam/v0 (its own release scores)"].measured == "fam/v0 is not in the lineage store"
     assert "fam/v0" in before["rollback target"].measured
 
     store = LineageStore(url)
@@ -196,3 +200,55 @@ def test_small_study_says_what_it_cannot_show(tmp_path: Path) -> None:
     html = write_report(study, tmp_path).read_text()
     assert "hypervolume history: not enough complete trials yet" in html
     assert 'id="history"' not in html
+
+
+def _version(name: str, status: str, cycle: str | None, tasks: dict[str, float], *, scored_in: str) -> VersionInfo:
+    from datetime import UTC, datetime
+
+    from recipe_opt.lineage import DecisionInfo, SuiteScore
+
+    now = datetime.now(UTC)
+    decision = DecisionInfo("release", "fam", name, None, cycle, None, [], [], {}, now) if cycle else None
+    scores = [SuiteScore("whatever", "retention", 0.0, {t: {"acc": v} for t, v in tasks.items()}, "native", scored_in)]
+    return VersionInfo(
+        1, "fam", name, None, "patch", status, "/w", None, None, None, now, True, [decision] if decision else [], scores
+    )
+
+
+def test_inheritance_regroups_the_parents_release_scores_into_this_cycles_suites(tmp_path: Path) -> None:
+    from recipe_opt.lineage import SuiteScore
+    from recipe_opt.report import release_checklist, release_suite_scores
+
+    study = _study_with_selection(f"sqlite:///{tmp_path / 'fam.db'}")
+    config = dict(study.user_attrs["config"])
+    config["evaluation"] = {
+        "new_task": {"name": "fresh", "tasks": ["t_new"]},
+        "retention": [{"name": "a", "tasks": ["t1", "t2"]}, {"name": "k", "tasks": ["t3"]}],
+    }
+    study.set_user_attr("config", config)
+    # v0 was made by cycle "c0", where t1..t3 sat in other suites; the later scoring as a base
+    # ("c1", here t3 = 0.2) must not count as its release scores.
+    parent = _version("v0", "released", "c0", {"t1": 1.0, "t2": 0.8, "t3": 0.9}, scored_in="c0")
+    parent = replace(
+        parent, evaluations=[*parent.evaluations, *_version("v0", "", None, {"t3": 0.2}, scored_in="c1").evaluations]
+    )
+    assert release_suite_scores(parent, {"a": ["t1", "t2"], "k": ["t3"], "fresh": ["t_new"]}) == pytest.approx(
+        {"a": 0.9, "k": 0.9}
+    )
+    before = {i.check: i for i in release_checklist(study, None, parent)}[
+        "inheritance from fam/v0 (its own release scores)"
+    ]
+    assert before.status == "pending" and "a 0.900, k 0.900" in before.measured
+
+    # After apply: v1's full scores in this cycle ("cyc|le"). `k` dropped 0.3 > its bound 0.2.
+    now = [
+        SuiteScore("a", "retention", 0.9, {}, "native", "cyc|le"),
+        SuiteScore("k", "retention", 0.6, {}, "native", "cyc|le"),
+    ]
+    applied = replace(_version("v1", "released", "cyc|le", {}, scored_in="cyc|le"), evaluations=now)
+    after = {i.check: i for i in release_checklist(study, applied, parent)}[
+        "inheritance from fam/v0 (its own release scores)"
+    ]
+    assert after.status == "FAIL" and "worst k: 0.900 at release -> 0.600 in v1 (drop +0.300)" in after.measured
+    ok = replace(applied, evaluations=[now[0], replace(now[1], score=0.85)])
+    assert {i.check: i for i in release_checklist(study, ok, parent)}[after.check].status == "pass"

@@ -384,11 +384,23 @@ def _select_and_record(
         f"({cfg.family}/{cfg.base_version} -> {cfg.name})"
     )
     if report:
-        from recipe_opt.report import write_report
-
-        path = write_report(study, cfg.output_path, storage_url=cfg.storage_url)
-        console.print(f"  report: {escape(str(path))} (and summary.md beside it)")
+        write_reports(cfg, study, indent="  ")
     return selected
+
+
+def write_reports(cfg: StudyConfig, study: optuna.Study, *, indent: str = "") -> None:
+    """The study's report (with summary.md) and its family's cross-cycle report, beside it."""
+    from recipe_opt.lineage import LineageStore
+    from recipe_opt.report import family_report_dir, write_family_report, write_report
+
+    path = write_report(study, cfg.output_path, storage_url=cfg.storage_url)
+    console.print(f"{indent}report: {escape(str(path))} (and summary.md beside it)")
+    with LineageStore(cfg.storage_url) as store:
+        if cfg.family in store.families():
+            fam = write_family_report(
+                store, cfg.storage_url, cfg.family, family_report_dir(cfg.output_path.parent, cfg.family)
+            )
+            console.print(f"{indent}family report: {escape(str(fam))} (every cycle of {escape(cfg.family)})")
 
 
 @app.command()
@@ -570,17 +582,17 @@ def _existing_study(cfg: StudyConfig, config: Path) -> optuna.Study:
 
 @app.command("report")
 def report_cmd(config: Annotated[Path, typer.Argument(help="Study config YAML.")]) -> None:
-    """(Re)write the HTML report of a study from its storage, without running trials."""
+    """(Re)write the HTML report of a study from its storage, without running trials.
+
+    Also rewrites the family's cross-cycle report (`reports/<family>-lineage/`)."""
     from recipe_opt.config import load_study_config
-    from recipe_opt.report import write_report
 
     try:
         cfg = load_study_config(config, check_paths=False)
     except RecipeOptError as exc:
         raise _fail(exc) from None
     study = _existing_study(cfg, config)
-    path = write_report(study, cfg.output_path, storage_url=cfg.storage_url)
-    console.print(f"report: {escape(str(path))} (and summary.md beside it)")
+    write_reports(cfg, study)
 
 
 @app.command()

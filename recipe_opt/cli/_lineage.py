@@ -14,7 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.tree import Tree
 
-from recipe_opt.cli._app import _existing_study, _fail, _load, _quiet_libraries, app, console, err
+from recipe_opt.cli._app import _existing_study, _fail, _load, _quiet_libraries, app, console, err, write_reports
 from recipe_opt.exceptions import ConfigError, RecipeOptError
 
 if TYPE_CHECKING:
@@ -145,9 +145,7 @@ def apply(
             result = apply_selected(cfg, runner, study, version=version, progress=step, phase=phase)
         except RecipeOptError as exc:
             raise _fail(exc) from None
-    from recipe_opt.report import write_report
-
-    write_report(study, cfg.output_path, storage_url=cfg.storage_url)  # the checklist now has the full run
+    write_reports(cfg, study)  # the checklist now has the full run, the family report the new version
     v = result.version
     table = Table(title=f"Release checks for {v.ref} against {v.parent}", title_justify="left")
     for col in ("gate", "measured", "bound", "result"):
@@ -276,6 +274,37 @@ def lineage_tree(
     for root in by_parent.get(None, []):
         add(tree, root)
     console.print(tree)
+
+
+@lineage_app.command("report")
+def lineage_report(
+    family: Annotated[str, typer.Argument(help="Model family.")],
+    storage: StorageOpt = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Output directory (default: reports/<family>-lineage beside the study reports)."),
+    ] = None,
+) -> None:
+    """Write the family's cross-cycle report: every cycle's front overlaid, the lineage as a tree,
+    each task's score per version, and one row per cycle. Offline HTML, like the study reports."""
+    from recipe_opt.report import family_report_dir, write_family_report
+
+    if out is None:
+        root = Path("reports")
+        if storage and storage.endswith((".yaml", ".yml")):
+            from recipe_opt.config import load_study_config
+
+            try:
+                root = load_study_config(storage, check_paths=False).output_path.parent
+            except RecipeOptError as exc:
+                raise _fail(exc) from None
+        out = family_report_dir(root, family)
+    with _store(storage) as store:
+        try:
+            path = write_family_report(store, store.url, family, out)
+        except RecipeOptError as exc:
+            raise _fail(exc) from None
+    console.print(f"family report: {escape(str(path))}")
 
 
 @lineage_app.command("register")

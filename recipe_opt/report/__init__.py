@@ -1,6 +1,17 @@
-"""Reports a release reviewer reads: the HTML report, the release checklist and `summary.md`."""
+"""Reports a release reviewer reads: the HTML report, the release checklist, `summary.md`, and
+the cross-cycle report of a model family."""
 
-from recipe_opt.report._checklist import ChecklistItem, release_checklist, write_summary
+from recipe_opt.report._checklist import ChecklistItem, release_checklist, release_suite_scores, write_summary
+from recipe_opt.report._family import family_report_dir, write_family_report
 from recipe_opt.report._html import recipe_hover, write_report
 
-__all__ = ["ChecklistItem", "recipe_hover", "release_checklist", "write_report", "write_summary"]
+__all__ = [
+    "ChecklistItem",
+    "family_report_dir",
+    "recipe_hover",
+    "release_checklist",
+    "release_suite_scores",
+    "write_family_report",
+    "write_report",
+    "write_summary",
+]

@@ -13,11 +13,12 @@ from typing import Any
 
 import optuna
 
+from recipe_opt.evaluate import PRIMARY_METRIC
 from recipe_opt.lineage import VersionInfo
 from recipe_opt.recipe import Recipe
 from recipe_opt.study import ATTR_METRICS, ATTR_RECIPE, pareto_front, trial_values
 
-__all__ = ["ChecklistItem", "release_checklist", "write_summary"]
+__all__ = ["ChecklistItem", "release_checklist", "release_suite_scores", "write_summary"]
 
 
 @dataclass(frozen=True)
@@ -32,8 +33,83 @@ def _status(ok: bool | None) -> str:
     return "info" if ok is None else ("pass" if ok else "FAIL")
 
 
-def release_checklist(study: optuna.Study, applied: VersionInfo | None = None) -> list[ChecklistItem]:
-    """One row per release question, with the proxy value and, once applied, the full-run value."""
+def study_suites(study: optuna.Study, *, retention_only: bool = False) -> dict[str, list[str]]:
+    """Suite name -> its tasks, as the study's config defines them (new-task suite first)."""
+    evaluation = (study.user_attrs.get("config") or {}).get("evaluation") or {}
+    suites = [] if retention_only else [evaluation.get("new_task") or {}]
+    suites += list(evaluation.get("retention") or [])
+    return {str(s["name"]): list(s.get("tasks") or []) for s in suites if s.get("name")}
+
+
+def release_suite_scores(version: VersionInfo, suites: dict[str, list[str]]) -> dict[str, float]:
+    """`version`'s own scores at its release, regrouped into `suites`.
+
+    The lineage keeps per-task scores of the full-fidelity evaluation `apply` ran when the
+    version was made (in its own cycle, whose suites may be named and grouped differently).
+    A suite counts only if every one of its tasks was measured then; {} for a version that was
+    registered rather than applied.
+    """
+    d = version.decision
+    if d is None or d.cycle is None:
+        return {}
+    tasks: dict[str, float] = {}
+    for sc in version.evaluations:
+        if sc.cycle == d.cycle:
+            tasks.update({t: float(m[PRIMARY_METRIC]) for t, m in sc.tasks.items() if PRIMARY_METRIC in m})
+    return {
+        name: sum(tasks[t] for t in ts) / len(ts) for name, ts in suites.items() if ts and all(t in tasks for t in ts)
+    }
+
+
+def _inheritance(
+    study: optuna.Study, applied: VersionInfo | None, parent: VersionInfo | None, ref: str, bounds: dict[str, float]
+) -> ChecklistItem:
+    """The new version against its parent's own release scores, suite by suite (retention suites).
+
+    The regression rows compare with the base as scored in this cycle; this row asks whether
+    what the parent was released with survives, so a base that drifted, or a suite that was
+    regrouped between cycles, cannot hide a loss.
+    """
+    check = f"inheritance from {ref} (its own release scores)"
+    if parent is None:
+        return ChecklistItem(check, f"{ref} is not in the lineage store", "", "info")
+    was = release_suite_scores(parent, study_suites(study, retention_only=True))
+    if not was:
+        return ChecklistItem(
+            check,
+            f"{ref} was not made by `apply` (registered, or made elsewhere): no release scores to "
+            "compare (the regression rows compare against it directly)",
+            "",
+            "info",
+        )
+    bound = "each suite's regression bound"
+    if applied is None:
+        listed = ", ".join(f"{k} {v:.3f}" for k, v in was.items())
+        return ChecklistItem(check, f"at release: {listed}; compared at full fidelity after `apply`", bound, "pending")
+    now = {sc.suite: sc.score for sc in applied.evaluations if sc.cycle == study.study_name}
+    drops = {k: was[k] - now[k] for k in was if k in now}
+    if not drops:
+        return ChecklistItem(check, f"{applied.ref} has no scores on {', '.join(was)}", bound, "info")
+    worst = max(drops, key=lambda k: drops[k])
+    bounded = {k: bounds[k] for k in drops if k in bounds}
+    ok = None if not bounded else all(drops[k] <= b for k, b in bounded.items())
+    return ChecklistItem(
+        check,
+        f"{len(drops)} suites; worst {worst}: {was[worst]:.3f} at release -> {now[worst]:.3f} in "
+        f"{applied.name} (drop {drops[worst]:+.3f})",
+        bound,
+        _status(ok),
+    )
+
+
+def release_checklist(
+    study: optuna.Study, applied: VersionInfo | None = None, parent: VersionInfo | None = None
+) -> list[ChecklistItem]:
+    """One row per release question, with the proxy value and, once applied, the full-run value.
+
+    `applied` is the version this cycle's `apply` registered, `parent` the base version as the
+    lineage knows it (both None without a lineage store).
+    """
     config: dict[str, Any] = study.user_attrs.get("config") or {}
     gates: dict[str, Any] = config.get("gates") or {}
     selection = study.user_attrs.get("selection") or {}
@@ -51,8 +127,11 @@ def release_checklist(study: optuna.Study, applied: VersionInfo | None = None) -
         return text + (f"; full {format(full_value, spec)}" if full_value is not None else "; full: not applied yet")
 
     items = []
+    bounds: dict[str, float] = {}
     for suite, drop in per_suite.items():
         bound = (gates.get("max_forgetting_per_suite") or {}).get(suite, gates.get("max_forgetting"))
+        if bound is not None:
+            bounds[suite] = float(bound)
         # Judged on the full run once there is one (that is what the release decision used),
         # on the proxy until then (a forecast).
         worst = full_suite.get(suite, drop)
@@ -105,15 +184,18 @@ def release_checklist(study: optuna.Study, applied: VersionInfo | None = None) -
     )
     base = config.get("base_version", "?")
     family = config.get("family", "?")
+    items.append(_inheritance(study, applied, parent, f"{family}/{base}", bounds))
     if applied is None:
         items.append(
-            ChecklistItem(f"inheritance from {family}/{base}", "not applied yet: run `recipe-opt apply`", "", "pending")
+            ChecklistItem(
+                f"release decision against {family}/{base}", "not applied yet: run `recipe-opt apply`", "", "pending"
+            )
         )
     else:
         verdict = "released, now current" if applied.status == "released" and applied.is_current else applied.status
         items.append(
             ChecklistItem(
-                f"inheritance from {family}/{base}",
+                f"release decision against {family}/{base}",
                 f"{applied.ref} ({verdict}); weights {applied.weights_uri}",
                 "every gate at full fidelity",
                 "pass" if applied.status == "released" else ("FAIL" if applied.status == "rejected" else "info"),
@@ -135,7 +217,9 @@ def _md(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def write_summary(study: optuna.Study, out_dir: Path, applied: VersionInfo | None = None) -> Path:
+def write_summary(
+    study: optuna.Study, out_dir: Path, applied: VersionInfo | None = None, parent: VersionInfo | None = None
+) -> Path:
     """`summary.md`: the selected recipe and the filled checklist, fit for a release document or PR."""
     import yaml
 
@@ -159,7 +243,7 @@ def write_summary(study: optuna.Study, out_dir: Path, applied: VersionInfo | Non
             "",
         ]
     lines += ["## Release checklist", "", "| check | measured | bound | status |", "|---|---|---|---|"]
-    for item in release_checklist(study, applied):
+    for item in release_checklist(study, applied, parent):
         status = f"**{item.status}**" if item.status == "FAIL" else item.status
         lines.append(f"| {_md(item.check)} | {_md(item.measured)} | {_md(item.bound)} | {status} |")
     front = sorted(pareto_front(study), key=lambda t: -trial_values(t)["gain"])

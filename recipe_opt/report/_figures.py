@@ -8,6 +8,7 @@ Optuna's own plotting functions are used where they exist; prior observations fr
 
 from __future__ import annotations
 
+import html
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -148,7 +149,15 @@ def history(study: optuna.Study) -> Any:
         legend={"orientation": "h", "y": -0.25},
     )
     fig.update_yaxes(title_text="hypervolume", secondary_y=False)
-    fig.update_yaxes(title_text="gain", secondary_y=True)
+    seen = [b for b in best if b is not None]
+    # Its own range: plotly would otherwise align it with the hypervolume axis's ticks.
+    pad = max(0.05, 0.1 * (max(seen) - min(seen))) if seen else 0.1
+    fig.update_yaxes(
+        title_text="gain",
+        secondary_y=True,
+        range=[min(seen) - pad, max(seen) + pad] if seen else None,
+        showgrid=False,
+    )
     return fig
 
 
@@ -211,8 +220,15 @@ def parallel_coordinates(study: optuna.Study) -> Any:
     return fig
 
 
-def retention_bars(study: optuna.Study, selected: int | None, full_after: dict[str, float] | None) -> Any:
-    """Suite scores: base (before), the selected recipe's proxy, and its full run if applied."""
+def retention_bars(
+    study: optuna.Study,
+    selected: int | None,
+    full_after: dict[str, float] | None,
+    previous: tuple[str, dict[str, float]] | None = None,
+) -> Any:
+    """Suite scores: base (before), the selected recipe's proxy, its full run if applied, and
+    `previous` = (name, suite scores) of the base version at its own release, where the lineage
+    has them."""
     import plotly.graph_objects as go
 
     base = (study.user_attrs.get(ATTR_BASE_EVAL) or {}).get("suites", {})
@@ -221,14 +237,30 @@ def retention_bars(study: optuna.Study, selected: int | None, full_after: dict[s
         return None
     after = (chosen[0].user_attrs.get(ATTR_METRICS) or {}).get("suites_after", {})
     suites = list(base)
+    labels = [html.escape(s) for s in suites]  # plotly renders its own HTML subset in category labels
+    base_name = (study.user_attrs.get("config") or {}).get("base_version", "base")
     fig = go.Figure()
-    fig.add_trace(go.Bar(name="base (before the update)", x=suites, y=[base[s] for s in suites]))
-    fig.add_trace(go.Bar(name=f"selected, proxy (trial {selected})", x=suites, y=[after.get(s) for s in suites]))
+    fig.add_trace(
+        go.Bar(name=f"{html.escape(str(base_name))}: base, this cycle", x=labels, y=[base[s] for s in suites])
+    )
+    fig.add_trace(go.Bar(name=f"selected, proxy (trial {selected})", x=labels, y=[after.get(s) for s in suites]))
     if full_after:
-        fig.add_trace(go.Bar(name="selected, full run (apply)", x=suites, y=[full_after.get(s) for s in suites]))
+        fig.add_trace(go.Bar(name="selected, full run (apply)", x=labels, y=[full_after.get(s) for s in suites]))
+    if previous is not None:
+        name, scores = previous
+        fig.add_trace(
+            go.Bar(
+                name=f"{html.escape(name)} at its own release (full)",
+                x=labels,
+                y=[scores.get(s) for s in suites],
+                marker={"pattern": {"shape": "/"}},
+            )
+        )
     fig.update_layout(
         barmode="group",
-        title="Per-suite scores: base vs the selected recipe",
+        title="Per-suite scores: base vs the selected recipe (and the base at its own release)"
+        if previous is not None
+        else "Per-suite scores: base vs the selected recipe",
         yaxis_title="suite score (mean acc)",
         template="plotly_white",
         height=420,

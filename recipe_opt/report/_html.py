@@ -8,7 +8,6 @@ string (study, suite and source names, paths, recipes) is HTML-escaped.
 from __future__ import annotations
 
 import html
-import json
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +15,12 @@ import optuna
 
 from recipe_opt.lineage import VersionInfo
 from recipe_opt.recipe import Recipe
-from recipe_opt.report._checklist import release_checklist, write_summary
+from recipe_opt.report._checklist import release_checklist, release_suite_scores, study_suites, write_summary
 from recipe_opt.study import (
     ATTR_BASE_EVAL,
     ATTR_FAILURE,
     ATTR_METRICS,
+    ATTR_ORIGIN,
     ATTR_RECIPE,
     is_feasible,
     is_prior,
@@ -159,15 +159,21 @@ def _table(study: optuna.Study) -> str:
     for t in study.get_trials(deepcopy=False):
         v = trial_values(t)
         train = (t.user_attrs.get(ATTR_METRICS) or {}).get("train", {})
+        summary = t.user_attrs.get("summary")
+        if summary is None and ATTR_RECIPE in t.user_attrs:
+            summary = Recipe.from_dict(t.user_attrs[ATTR_RECIPE]).summary()
+        # Where the trial came from (warm start, prior observation) and why it failed, if it did.
+        note = "; ".join(str(t.user_attrs[k]) for k in (ATTR_ORIGIN, ATTR_FAILURE) if t.user_attrs.get(k))
+        state = "QUEUED" if t.state == optuna.trial.TrialState.WAITING else t.state.name
         cells = [
             str(t.number),
-            e(t.state.name),
+            e(state + (" (prior)" if is_prior(t) else "")),
             _fmt(v.get("gain"), "+.3f"),
             _fmt(v.get("forgetting"), "+.3f"),
             _fmt(v.get("cost"), ".3g"),
             _fmt(train.get("train_seconds"), ".1f"),
-            f"<code>{e(str(t.user_attrs.get('summary', '')))}</code>",
-            e(str(t.user_attrs.get(ATTR_FAILURE, ""))),
+            f"<code>{e(str(summary or ''))}</code>",
+            e(note),
         ]
         rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     return f'<table id="trials" class="sortable">{head}{"".join(rows)}</table>'
@@ -200,7 +206,16 @@ document.querySelectorAll("table.sortable").forEach(function (table) {
 """
 
 
-def _write_plotly_js(out: Path) -> None:
+PAGE_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
+table { border-collapse: collapse; font-size: 13px; margin: 1em 0; }
+td, th { border: 1px solid #ddd; padding: 3px 8px; text-align: left; }
+th { background: #f4f4f4; }
+code { font-size: 12px; }
+"""
+
+
+def write_plotly_js(out: Path) -> None:
     from plotly.offline import get_plotlyjs
 
     js = get_plotlyjs()
@@ -211,7 +226,9 @@ def _write_plotly_js(out: Path) -> None:
         tmp.replace(target)
 
 
-def _figure_sections(study: optuna.Study, selected: int | None, applied: VersionInfo | None) -> str:
+def _figure_sections(
+    study: optuna.Study, selected: int | None, applied: VersionInfo | None, parent: VersionInfo | None
+) -> str:
     """Every further view, as HTML sections; plotly.js is loaded once, by the Pareto plot."""
     import plotly.io as pio
 
@@ -226,7 +243,10 @@ def _figure_sections(study: optuna.Study, selected: int | None, applied: Version
     decision = applied.decision if applied else None
     full_after = ((decision.metrics.get("full") or {}).get("suites_after") if decision else None) or None
     parts = ["<h2>Per-suite retention</h2>"]
-    bars = f.retention_bars(study, selected, full_after)
+    at_release = release_suite_scores(parent, study_suites(study)) if parent is not None else {}
+    bars = f.retention_bars(
+        study, selected, full_after, previous=(parent.name, at_release) if parent is not None and at_release else None
+    )
     parts.append(div(bars, "retention") if bars is not None else missing("per-suite retention"))
     parts.append("<h2>Search progress</h2>")
     hist = f.history(study)
@@ -246,13 +266,13 @@ def _figure_sections(study: optuna.Study, selected: int | None, applied: Version
     return "\n".join(parts)
 
 
-def _checklist_html(study: optuna.Study, applied: VersionInfo | None) -> str:
+def _checklist_html(study: optuna.Study, applied: VersionInfo | None, parent: VersionInfo | None) -> str:
     e = html.escape
     colour = {"pass": "#2ca02c", "FAIL": "#d62728", "pending": "#ff7f0e", "info": "#555"}
     rows = "".join(
         f"<tr><td>{e(i.check)}</td><td>{e(i.measured)}</td><td>{e(i.bound)}</td>"
         f'<td style="color:{colour.get(i.status, "#555")}"><b>{e(i.status)}</b></td></tr>'
-        for i in release_checklist(study, applied)
+        for i in release_checklist(study, applied, parent)
     )
     return (
         '<h2 id="release-checklist">Release checklist</h2>'
@@ -272,20 +292,24 @@ def write_report(study: optuna.Study, out_dir: str | Path, *, storage_url: str |
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     e = html.escape
-    applied = None
+    applied = parent = None
     if storage_url is not None:
         from recipe_opt.lineage import LineageStore
 
+        config = study.user_attrs.get("config") or {}
         with LineageStore(storage_url) as store:
             applied = store.applied_version(study.study_name)
+            if config.get("family") and config.get("base_version"):
+                versions = store.list_versions_or_empty(str(config["family"]))
+                parent = next((v for v in versions if v.name == config["base_version"]), None)
     selection = study.user_attrs.get("selection") or {}
     selected = selection.get("trial_number")
     fig = _pareto_figure(study, selected)
     # "directory" makes the page load plotly.min.js from beside it; `to_html` does not write that
     # file (only `write_html` does), so it is written here, once per report directory.
     plot = pio.to_html(fig, include_plotlyjs="directory", full_html=False, div_id="pareto-front")
-    _write_plotly_js(out)
-    figures = _figure_sections(study, selected, applied)
+    write_plotly_js(out)
+    figures = _figure_sections(study, selected, applied, parent)
     base = study.user_attrs.get(ATTR_BASE_EVAL, {}).get("suites", {})
     base_rows = "".join(f"<tr><td>{e(k)}</td><td>{v:.3f}</td></tr>" for k, v in base.items())
     sel_html = ""
@@ -299,21 +323,18 @@ def write_report(study: optuna.Study, out_dir: str | Path, *, storage_url: str |
         )
     counts: dict[str, int] = {}
     for t in study.get_trials(deepcopy=False):
-        counts[t.state.name] = counts.get(t.state.name, 0) + 1
+        state = "prior observations" if is_prior(t) else t.state.name.lower()
+        counts[state] = counts.get(state, 0) + 1
+    # "waiting" trials are recipes enqueued (warm start, initial design) that the budget did not reach.
+    trial_line = ", ".join(f"{n} {'queued' if k == 'waiting' else k}" for k, n in sorted(counts.items()))
     doc = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <title>recipe-opt report: {e(study.study_name)}</title>
-<style>
-body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }}
-table {{ border-collapse: collapse; font-size: 13px; margin: 1em 0; }}
-td, th {{ border: 1px solid #ddd; padding: 3px 8px; text-align: left; }}
-th {{ background: #f4f4f4; }}
-code {{ font-size: 12px; }}
-</style></head><body>
+<style>{PAGE_STYLE}</style></head><body>
 <h1>recipe-opt study <code>{e(study.study_name)}</code></h1>
-<p>Trials: {e(json.dumps(counts))}. Objectives: {e(", ".join(study.user_attrs.get("objectives", [])))}.</p>
+<p>Trials: {e(trial_line or "none yet")}. Objectives: {e(", ".join(study.user_attrs.get("objectives", [])))}.</p>
 {sel_html}
-{_checklist_html(study, applied)}
+{_checklist_html(study, applied, parent)}
 {plot}
 {figures}
 <h2>Base model scores (before the update)</h2>
@@ -328,5 +349,5 @@ code {{ font-size: 12px; }}
     tmp = out / "index.html.tmp"
     tmp.write_text(doc, encoding="utf-8")
     tmp.replace(path)
-    write_summary(study, out, applied)
+    write_summary(study, out, applied, parent)
     return path
