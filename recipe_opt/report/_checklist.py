@@ -224,7 +224,14 @@ def write_summary(
     import yaml
 
     selection = study.user_attrs.get("selection") or {}
+    config: dict[str, Any] = study.user_attrs.get("config") or {}
+    family, base = config.get("family", "?"), config.get("base_version", "?")
     lines = [f"# Release summary: `{_md(study.study_name)}`", ""]
+    decision = applied.decision if applied else None
+    if applied is not None:
+        lines += [f"**Update:** `{_md(family)}/{_md(base)}` -> `{_md(applied.ref)}`, **{applied.status}**.", ""]
+    else:
+        lines += [f"**Update:** from `{_md(family)}/{_md(base)}`; not applied yet (`recipe-opt apply`).", ""]
     if "trial_number" in selection:
         trial = study.trials[int(selection["trial_number"])]
         recipe = Recipe.from_dict(trial.user_attrs[ATTR_RECIPE])
@@ -233,16 +240,37 @@ def write_summary(
             f"**Selected:** trial {trial.number} under `{_md(str(selection.get('policy', '')))}`: gain "
             f"{v['gain']:+.3f}, forgetting {v['forgetting']:+.3f}, cost {v.get('cost', 0.0):.3g} TFLOP (proxy).",
             "",
+        ]
+        full = (decision.metrics.get("full") or {}) if decision else {}
+        if "gain" in full:
+            lines += [
+                f"**Full run (`apply`):** gain {full['gain']:+.3f}, forgetting {full.get('forgetting', 0.0):+.3f}, "
+                f"cost {full.get('cost', 0.0):.3g} TFLOP.",
+                "",
+            ]
+        lines += [
             f"**Why:** {_md(str(selection.get('reason', '')))}",
             "",
             f"**Recipe** `{recipe.short_hash}`: {recipe.summary()}",
+            "",
+            # Collapsed on GitHub and GitLab: the YAML is for the record, the line above for reading.
+            "<details><summary>recipe.yaml</summary>",
             "",
             "```yaml",
             yaml.safe_dump(recipe.to_dict(), sort_keys=False).rstrip(),
             "```",
             "",
+            "</details>",
+            "",
         ]
-    lines += ["## Release checklist", "", "| check | measured | bound | status |", "|---|---|---|---|"]
+    lines += [
+        "## Release checklist",
+        "",
+        "Each check is judged on the full run once `apply` has run, on the proxy (a forecast) until then.",
+        "",
+        "| check | measured | bound | status |",
+        "|---|---|---|---|",
+    ]
     for item in release_checklist(study, applied, parent):
         status = f"**{item.status}**" if item.status == "FAIL" else item.status
         lines.append(f"| {_md(item.check)} | {_md(item.measured)} | {_md(item.bound)} | {status} |")
@@ -250,14 +278,18 @@ def write_summary(
     if front:
         lines += [
             "",
-            f"## Feasible Pareto front ({len(front)} trials)",
+            f"## Feasible Pareto front ({len(front)} {'trial' if len(front) == 1 else 'trials'}, proxy values)",
             "",
-            "| trial | gain | forgetting | cost (TFLOP) |",
-            "|---|---|---|---|",
+            "| trial | gain | forgetting | cost (TFLOP) | recipe |",
+            "|---|---|---|---|---|",
         ]
         for t in front:
             v = trial_values(t)
-            lines.append(f"| {t.number} | {v['gain']:+.3f} | {v['forgetting']:+.3f} | {v.get('cost', 0.0):.3g} |")
+            summary = Recipe.from_dict(t.user_attrs[ATTR_RECIPE]).summary() if ATTR_RECIPE in t.user_attrs else ""
+            lines.append(
+                f"| {t.number} | {v['gain']:+.3f} | {v['forgetting']:+.3f} | {v.get('cost', 0.0):.3g} | "
+                f"`{_md(summary)}` |"
+            )
     path = out_dir / "summary.md"
     tmp = out_dir / "summary.md.tmp"
     tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")

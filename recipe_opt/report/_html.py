@@ -259,7 +259,13 @@ def _figure_sections(
     parts.extend(div(fig, f"importance-{name}") for name, fig in imps)
     if not imps:
         parts.append(missing("parameter importance (needs 4)"))
-    parts.extend(div(fig, f"slice-{key}") for key, fig in f.slices(study))
+    cuts = f.slices(study)
+    if cuts:
+        parts.append(
+            "<p>Slices: one dot per trial of this cycle; grey dots fail a gate, the others are shaded by trial "
+            "number (Optuna's colouring).</p>"
+        )
+    parts.extend(div(fig, f"slice-{key}") for key, fig in cuts)
     parts.append("<h2>All trials, parameter by parameter</h2>")
     par = f.parallel_coordinates(study)
     parts.append(div(par, "parallel") if par is not None else missing("parallel coordinates"))
