@@ -27,6 +27,7 @@ FLOORS = {
     "demo": 3,
     "study": 3,
     "report": 4,
+    "export": 4,  # recipe, config, data, exceptions; no torch, optuna or transformers
     "cli": 5,
     "__init__": 0,
     "__main__": 6,

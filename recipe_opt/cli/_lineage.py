@@ -223,9 +223,13 @@ def lineage_show(
     if v.data_manifest:
         console.print("  trained on:")
         for name, item in v.data_manifest.items():
-            console.print(
-                f"    {escape(name):<22} sha256 {str(item.get('sha256', ''))[:16]}  {escape(str(item.get('path')))}"
-            )
+            if "dataset" in item:  # a `datasets` source: no file to hash
+                where = f"dataset {item['dataset']} [{item.get('split')}]"
+                console.print(f"    {escape(name):<22} {escape(where)}")
+            else:
+                console.print(
+                    f"    {escape(name):<22} sha256 {str(item.get('sha256', ''))[:16]}  {escape(str(item.get('path')))}"
+                )
     if v.evaluations:
         table = Table(title="Full-fidelity suite scores", title_justify="left")
         for col in ("suite", "kind", "score", "cycle", "backend"):

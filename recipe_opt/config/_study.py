@@ -51,10 +51,44 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class SourceConfig(_Model):
-    """A new-data source: a prompt/completion JSONL file (path relative to `data_root`)."""
+# Our field names per data format; `columns:` maps them to a source's own column names.
+DATA_FIELDS = ("prompt", "completion", "messages", "text")
+DATA_FILE_SUFFIXES = (".jsonl", ".ndjson", ".json", ".parquet", ".csv")
 
-    path: str
+
+class SourceConfig(_Model):
+    """A data source: a file (`path`, relative to `data_root`) or a `datasets` dataset."""
+
+    path: str | None = Field(default=None, description="JSONL, JSON, Parquet or CSV file, relative to data_root.")
+    dataset: str | None = Field(
+        default=None, description="A `datasets` dataset name or local dataset directory (load_dataset)."
+    )
+    subset: str | None = Field(default=None, description="The dataset's configuration name, if it has several.")
+    split: str = Field(default="train", description="The dataset split to read.")
+    format: Literal["auto", "prompt_completion", "chat", "text"] = Field(
+        default="auto",
+        description="prompt/completion pairs, chat `messages` (loss on assistant turns), or plain `text`; "
+        "auto: decided from the first row's fields.",
+    )
+    columns: dict[str, str] = Field(
+        default_factory=dict, description="Our field name -> the source's column, e.g. {prompt: question}."
+    )
+    bad_rows: Literal["error", "skip"] = Field(
+        default="error",
+        description="error: stop at the first malformed row (file and line named); skip: leave malformed "
+        "rows out, counted and reported.",
+    )
+
+    @model_validator(mode="after")
+    def _one_origin(self) -> SourceConfig:
+        if (self.path is None) == (self.dataset is None):
+            raise ValueError("give exactly one of `path` (a file) or `dataset` (a `datasets` dataset)")
+        if self.path is not None and not self.path.lower().endswith(DATA_FILE_SUFFIXES):
+            raise ValueError(f"`path` must end in one of {', '.join(DATA_FILE_SUFFIXES)}, but got {self.path!r}")
+        unknown = sorted(set(self.columns) - set(DATA_FIELDS))
+        if unknown:
+            raise ValueError(f"`columns` maps unknown field(s) {unknown}; ours are {list(DATA_FIELDS)}")
+        return self
 
 
 class ReplayPoolConfig(SourceConfig):
@@ -248,7 +282,12 @@ class StudyConfig(_Model):
     name: str = Field(description="Study name (letters, digits, . _ -).")
     family: str = Field(default="demo", description="Model family in the lineage store.")
     base_version: str = Field(default="v0", description="Lineage name of the base model version.")
-    base_model: str = Field(description="HF checkpoint directory of the model being updated.")
+    base_model: str = Field(description="HF causal-LM checkpoint directory of the model being updated.")
+    trust_remote_code: bool = Field(
+        default=False,
+        description="Let transformers run Python code shipped with the checkpoint (custom architectures). "
+        "Off unless you trust the checkpoint's source.",
+    )
     data_root: str
     sources: SourcesConfig
     search_space: str
@@ -359,7 +398,10 @@ class StudyConfig(_Model):
     def directions(self) -> list[Literal["maximize", "minimize"]]:
         return [OBJECTIVES[o] for o in self.objectives]
 
-    def source_path(self, src: SourceConfig) -> Path:
+    def source_path(self, src: SourceConfig) -> Path | None:
+        """The source's file, resolved against data_root; None for a `datasets` source."""
+        if src.path is None:
+            return None
         p = Path(src.path)
         return p if p.is_absolute() else (self.data_root_path / p).resolve()
 
@@ -384,7 +426,9 @@ def _path_problems(cfg: StudyConfig, source: str) -> list[ConfigProblem]:
     ]
     for group in ("new", "replay"):
         for name, src in getattr(cfg.sources, group).items():
-            checks.append((f"sources.{group}.{name}.path", cfg.source_path(src), "file"))
+            file = cfg.source_path(src)
+            if file is not None:
+                checks.append((f"sources.{group}.{name}.path", file, "file"))
     for field, path, kind in checks:
         ok = path.is_dir() if kind == "dir" else path.is_file()
         if not ok:

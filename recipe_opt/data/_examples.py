@@ -30,10 +30,15 @@ class Example:
 
 @dataclass(frozen=True)
 class EncodedExample:
-    """Token ids of prompt + completion (+ EOS); the first `prompt_len` ids carry no loss."""
+    """Token ids of prompt + completion (+ EOS); the first `prompt_len` ids carry no loss.
+
+    `loss_mask` (1 = the token is a target), where set, says exactly which tokens carry loss:
+    a chat example's assistant turns, which need not be one tail.
+    """
 
     input_ids: tuple[int, ...]
     prompt_len: int
+    loss_mask: tuple[int, ...] | None = None
 
     @property
     def completion_len(self) -> int:

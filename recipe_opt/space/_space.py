@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated, Any, Literal, Protocol
 
@@ -215,19 +215,12 @@ class SpaceFile(BaseModel):
     lora_dropout: ParamSpec = FixedSpec(fixed=0.0)
     target_modules: ParamSpec = FixedSpec(fixed="all_linear")
     target_module_sets: dict[str, list[str]] = Field(
-        default_factory=lambda: {
-            "attention": ["q_proj", "k_proj", "v_proj", "o_proj"],
-            "all_linear": [
-                "q_proj",
-                "k_proj",
-                "v_proj",
-                "o_proj",
-                "gate_proj",
-                "up_proj",
-                "down_proj",
-            ],
-        },
-        description="Named sets of module names that `target_modules` chooses between.",
+        # Markers, resolved against the loaded model before the study starts (train/_targets.py):
+        # on Llama-style models exactly q,k,v,o_proj and those plus gate,up,down_proj.
+        default_factory=lambda: {"attention": ["@attention"], "all_linear": ["all-linear"]},
+        description="Named sets of LoRA target modules that `target_modules` chooses between: module "
+        "names, or the markers `all-linear` (every linear layer but the head) and `@attention` "
+        "(the attention block's linear layers), resolved against the model.",
     )
     steps: ParamSpec = Field(description="Optimiser steps of the full update.")
     batch_size: ParamSpec = FixedSpec(fixed=32)
@@ -319,6 +312,11 @@ class SearchSpace:
     spec: SpaceFile
     sources: tuple[str, ...]
     source_file: str = "<search space>"
+
+    def with_target_sets(self, sets: Mapping[str, Sequence[str]]) -> SearchSpace:
+        """The same space with its target-module sets replaced (resolved against a model)."""
+        spec = self.spec.model_copy(update={"target_module_sets": {k: list(v) for k, v in sets.items()}})
+        return replace(self, spec=spec)
 
     # ---- sampling -------------------------------------------------------------------------
     def sample(self, trial: SuggestsParams, *, seed: int = 0) -> Recipe:

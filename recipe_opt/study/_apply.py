@@ -179,7 +179,9 @@ def _merge(runner: StudyRunner, out: Path) -> Any:
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    base = AutoModelForCausalLM.from_pretrained(runner.base.path, local_files_only=True, dtype=torch.float32)
+    base = AutoModelForCausalLM.from_pretrained(
+        runner.base.path, local_files_only=True, dtype=torch.float32, trust_remote_code=runner.cfg.trust_remote_code
+    )
     merged = PeftModel.from_pretrained(base, out / "adapter").merge_and_unload()
     merged.save_pretrained(out)
     runner.base.tokenizer.save_pretrained(out)

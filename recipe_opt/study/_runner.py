@@ -20,7 +20,7 @@ from typing import Any, Literal, Protocol
 import optuna
 
 from recipe_opt.config import GatesConfig, SourceConfig, StudyConfig
-from recipe_opt.data import EncodedExample, encode_examples, read_jsonl
+from recipe_opt.data import EncodedExample, encode_parsed, parse_rows, read_rows
 from recipe_opt.evaluate import Evaluation, Suite, SuiteEvaluator, find_tasks, make_scorer
 from recipe_opt.exceptions import RecipeOptError, StudyError, TrainingError
 from recipe_opt.recipe import Recipe
@@ -35,6 +35,7 @@ from recipe_opt.train import (
     TrialInterrupted,
     TrialStopped,
     load_base_model,
+    resolve_target_sets,
     state_checksum,
 )
 
@@ -175,15 +176,17 @@ def check_storage(cfg: StudyConfig) -> None:
 
 
 def data_manifest(cfg: StudyConfig) -> dict[str, dict[str, str]]:
-    """Path and sha256 of every data source: what the lineage records the cycle was run on."""
-    return {
-        f"{group}/{name}": {
-            "path": str(cfg.source_path(src)),
-            "sha256": file_sha256(cfg.source_path(src)),
-        }
-        for group in ("new", "replay")
-        for name, src in getattr(cfg.sources, group).items()
-    }
+    """Path and sha256 of every data file (for a `datasets` source: its name, subset and split):
+    what the lineage records the cycle was run on."""
+    out: dict[str, dict[str, str]] = {}
+    for group in ("new", "replay"):
+        for name, src in getattr(cfg.sources, group).items():
+            file = cfg.source_path(src)
+            if file is not None:
+                out[f"{group}/{name}"] = {"path": str(file), "sha256": file_sha256(file)}
+            else:
+                out[f"{group}/{name}"] = {"dataset": str(src.dataset), "subset": str(src.subset), "split": src.split}
+    return out
 
 
 def _fingerprint(cfg: StudyConfig, space: SearchSpace) -> str:
@@ -259,17 +262,43 @@ class StudyRunner:
             raise TrainingError("proxy.device is 'cuda' but no CUDA device is available")
         self.device = device
         self.reporter.phase(f"loading base model {cfg.base_model_path}")
-        self.base = load_base_model(cfg.base_model_path, device=device)
+        self.base = load_base_model(cfg.base_model_path, device=device, trust_remote_code=cfg.trust_remote_code)
+        # The space's target-module sets, resolved against this model (markers expanded, names
+        # checked): every recipe, fingerprint and warm start then sees concrete module names.
+        model_type = getattr(self.base.model.config, "model_type", "?")
+        self.space = self.space.with_target_sets(
+            resolve_target_sets(
+                self.base.model,
+                self.space.spec.target_module_sets,
+                source=self.space.source_file,
+                model_ref=f"the {model_type} model at {cfg.base_model_path}",
+            )
+        )
         tok, max_len = self.base.tokenizer, cfg.proxy.max_seq_len
 
         self.reporter.phase("reading and tokenising data sources")
 
-        def encoded(src: SourceConfig) -> list[EncodedExample]:
+        def encoded(group: str, name: str, src: SourceConfig) -> list[EncodedExample]:
             path = cfg.source_path(src)
-            return encode_examples(tok, read_jsonl(path), max_seq_len=max_len, source=str(path))
+            rows = read_rows(path, dataset=src.dataset, subset=src.subset, split=src.split)
+            parsed = parse_rows(name, rows, format=src.format, columns=src.columns, bad_rows=src.bad_rows)
+            if parsed.bad.total:
+                # Never dropped silently: the count, the reasons and the first place of each.
+                self.reporter.phase(
+                    f"sources.{group}.{name}: left out {parsed.bad.total} of {parsed.rows} rows: {parsed.bad.summary()}"
+                )
+            self.data_report[f"{group}/{name}"] = {
+                "format": parsed.format,
+                "rows": parsed.rows,
+                "bad_rows": parsed.bad.total,
+                "bad_reasons": dict(parsed.bad.counts),
+            }
+            where = f"sources.{group}.{name} ({path if path is not None else src.dataset})"
+            return encode_parsed(tok, parsed, max_seq_len=max_len, where=where)
 
-        new = {name: encoded(src) for name, src in cfg.sources.new.items()}
-        replay = {name: encoded(src) for name, src in cfg.sources.replay.items()}
+        self.data_report: dict[str, dict[str, Any]] = {}
+        new = {name: encoded("new", name, src) for name, src in cfg.sources.new.items()}
+        replay = {name: encoded("replay", name, src) for name, src in cfg.sources.replay.items()}
         data = TrainingData(
             new=new,
             replay=replay,
@@ -495,6 +524,8 @@ class StudyRunner:
         self.build()
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         study = open_study(cfg, self.space)
+        # Per source: the format read, the rows, and the rows left out (with why), for the record.
+        study.set_user_attr("data", self.data_report)
         self._note_lineage()
         _fail_interrupted_trials(study, cfg.storage_url)
         finished = _n_finished(study)

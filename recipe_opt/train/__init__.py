@@ -15,8 +15,17 @@ from recipe_opt.train._proxy import (
     load_base_model,
     state_checksum,
 )
+from recipe_opt.train._targets import (
+    ALL_LINEAR,
+    ATTENTION,
+    linear_layers,
+    resolve_target_modules,
+    resolve_target_sets,
+)
 
 __all__ = [
+    "ALL_LINEAR",
+    "ATTENTION",
     "IGNORE_INDEX",
     "BaseModel",
     "Batch",
@@ -30,6 +39,9 @@ __all__ = [
     "TrialInterrupted",
     "TrialStopped",
     "collate",
+    "linear_layers",
     "load_base_model",
+    "resolve_target_modules",
+    "resolve_target_sets",
     "state_checksum",
 ]

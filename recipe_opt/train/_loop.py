@@ -32,7 +32,8 @@ class Batch:
 
 
 def collate(examples: Sequence[EncodedExample], pad_id: int) -> Batch:
-    """Right-pad to the longest example; prompt tokens and padding get label -100 (no loss)."""
+    """Right-pad to the longest example; prompt tokens (or, with a loss mask, every token outside it)
+    and padding get label -100 (no loss)."""
     width = max(len(e.input_ids) for e in examples)
     ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(examples), width), dtype=torch.long)
@@ -41,5 +42,9 @@ def collate(examples: Sequence[EncodedExample], pad_id: int) -> Batch:
         n = len(e.input_ids)
         ids[row, :n] = torch.tensor(e.input_ids)
         mask[row, :n] = 1
-        labels[row, e.prompt_len : n] = ids[row, e.prompt_len : n]
+        if e.loss_mask is None:
+            labels[row, e.prompt_len : n] = ids[row, e.prompt_len : n]
+        else:
+            keep = torch.tensor(e.loss_mask, dtype=torch.bool)
+            labels[row, :n] = torch.where(keep, ids[row, :n], IGNORE_INDEX)
     return Batch(ids, mask, labels)

@@ -163,19 +163,31 @@ class BaseModel:
         return int(pad if pad is not None else self.tokenizer.eos_token_id)
 
 
-def load_base_model(path: str | Path, *, device: str = "cpu") -> BaseModel:
-    """Load an HF causal-LM checkpoint directory (and the tokenizer saved beside it)."""
+def load_base_model(path: str | Path, *, device: str = "cpu", trust_remote_code: bool = False) -> BaseModel:
+    """Load an HF causal-LM checkpoint directory (and the tokenizer saved beside it).
+
+    Any architecture transformers knows (Llama, Qwen2, Mistral, GPT-2, Phi, ...). A checkpoint
+    whose architecture needs its own Python code loads only with `trust_remote_code=True`, which
+    the study config must ask for: the code would run in this process.
+    """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = Path(path)
     if not (path / "config.json").is_file():
         raise TrainingError(f"{path}: not a Hugging Face checkpoint directory (no config.json)")
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-        model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=torch.float32)
-    except (OSError, ValueError) as exc:
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True, trust_remote_code=trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(
+            path, local_files_only=True, dtype=torch.float32, trust_remote_code=trust_remote_code
+        )
+    except (OSError, ValueError, KeyError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "trust_remote_code" in str(exc) and not trust_remote_code:
+            first = "its architecture needs custom code from the checkpoint; set `trust_remote_code: true` "
+            first += "in the study config if you trust it"
         raise TrainingError(f"{path}: cannot load model or tokenizer: {first}") from None
+    if tokenizer.pad_token_id is None and tokenizer.eos_token_id is None:
+        raise TrainingError(f"{path}: the tokenizer has neither a pad nor an EOS token; batches cannot be padded")
     model.to(device)  # type: ignore[arg-type]  # transformers 5 types `.to` through a decorator
     for p in model.parameters():
         p.requires_grad_(False)
@@ -253,6 +265,8 @@ class ProxyTrainer:
             with warnings.catch_warnings():
                 # peft 0.21 probes transformers 5's deprecated `is_gradient_checkpointing`.
                 warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+                # GPT-2's Conv1D layers: peft sets fan_in_fan_out itself, and says so on every trial.
+                warnings.filterwarnings("ignore", message=".*fan_in_fan_out is set to False.*", category=UserWarning)
                 peft_model = get_peft_model(self.base.model, lora)
         except ValueError as exc:
             raise TrainingError(f"cannot attach LoRA adapter: {str(exc).splitlines()[0]}") from None
