@@ -66,3 +66,32 @@ def test_task_files_are_data_not_code(tmp_path: Path) -> None:
     (tmp_path / "t.yaml").write_text("task: t\nprocess_docs: !function utils.process\n")
     with pytest.raises(EvaluationError, match="never runs code"):
         find_tasks(tmp_path, ["t"], tmp_path)
+
+
+def test_lm_evals_own_tasks_by_name(tiny_world: Path) -> None:
+    tasks = find_tasks(REPO / "evaluators" / "demo", ["demo_add", "hellaswag", "arc_easy"], tiny_world / "data")
+    assert tasks["hellaswag"].builtin and tasks["arc_easy"].builtin and not tasks["demo_add"].builtin
+    with pytest.raises(EvaluationError, match=r"nor one of lm-eval's own tasks\. Did you mean 'hellaswag'\?"):
+        find_tasks(REPO / "evaluators" / "demo", ["hellaswg"], tiny_world / "data")
+    from recipe_opt.train import load_base_model
+
+    base = load_base_model(tiny_world / "models" / "v0")
+    # The native scorer renders local prompt/completion tasks only.
+    with pytest.raises(EvaluationError, match="one of lm-eval's own tasks; the native scorer"):
+        NativeScorer({"hellaswag": tasks["hellaswag"]}, base.tokenizer, pad_id=base.pad_id, max_seq_len=32)
+    # Offline (the tests set HF_DATASETS_OFFLINE=1) its dataset cannot be fetched: one line, not a traceback.
+    with pytest.raises(EvaluationError, match="lm-eval could not build the eval tasks: ") as info:
+        LmEvalScorer({"hellaswag": tasks["hellaswag"]}, base.tokenizer)
+    assert "\n" not in str(info.value)
+
+
+def test_lm_eval_options_pass_through_and_are_checked(tiny_world: Path) -> None:
+    from recipe_opt.train import load_base_model
+
+    base = load_base_model(tiny_world / "models" / "v0")
+    tasks = find_tasks(REPO / "evaluators" / "demo", ["demo_add"], tiny_world / "data")
+    with pytest.raises(EvaluationError, match=r"evaluation.lm_eval: \['num_shots'\] not options .* num_fewshot"):
+        LmEvalScorer(tasks, base.tokenizer, options={"num_shots": 2})
+    zero = LmEvalScorer(tasks, base.tokenizer, limit=8).score(base.model)["demo_add"]
+    two = LmEvalScorer(tasks, base.tokenizer, limit=8, options={"num_fewshot": 2}).score(base.model)["demo_add"]
+    assert (zero["n_shot"], two["n_shot"]) == (0.0, 2.0) and two["n"] == 8

@@ -127,6 +127,11 @@ class EvaluationConfig(_Model):
     retention: list[SuiteConfig] = Field(min_length=1)
     batch_size: int = Field(default=64, ge=1)
     limit: int | None = Field(default=None, ge=1, description="Items per task (proxy speed).")
+    lm_eval: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Options passed through to lm-eval's simple_evaluate (num_fewshot, apply_chat_template, "
+        "fewshot_as_multiturn, system_instruction, ...); lm-eval backend only.",
+    )
 
     @model_validator(mode="after")
     def _unique(self) -> EvaluationConfig:

@@ -17,7 +17,7 @@ from recipe_opt.evaluate._suites import (
     compute_outcome,
     suite_score,
 )
-from recipe_opt.evaluate._tasks import TaskDef, find_tasks, load_task
+from recipe_opt.evaluate._tasks import TaskDef, builtin_task_names, find_tasks, load_task
 
 __all__ = [
     "BACKENDS",
@@ -31,6 +31,7 @@ __all__ = [
     "SuiteEvaluator",
     "TaskDef",
     "TaskScorer",
+    "builtin_task_names",
     "compute_outcome",
     "find_tasks",
     "load_task",

@@ -52,6 +52,11 @@ def _render(template: str, doc: Mapping[str, Any]) -> str:
 def _task_examples(task: TaskDef) -> list[Example]:
     """The (context, continuation) pairs lm-eval builds for a zero-shot loglikelihood task."""
     cfg = task.config
+    if task.builtin:
+        raise EvaluationError(
+            f"{task.name!r} is one of lm-eval's own tasks; the native scorer renders only local "
+            "prompt/completion tasks (use evaluation.backend: lm-eval)"
+        )
     if cfg.get("output_type", "generate_until") != "loglikelihood":
         raise EvaluationError(
             f"{task.source}: the native scorer handles `output_type: loglikelihood` tasks; "
@@ -150,12 +155,28 @@ class LmEvalScorer:
         batch_size: int = 64,
         limit: int | None = None,
         device: str = "cpu",
+        options: Mapping[str, Any] | None = None,
     ) -> None:
+        import inspect
         import os
 
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         import lm_eval.evaluator
+        from lm_eval import simple_evaluate
         from lm_eval.tasks import TaskManager
+
+        # Pass-through options for `simple_evaluate` (num_fewshot, apply_chat_template,
+        # fewshot_as_multiturn, system_instruction, gen_kwargs, ...); the ones recipe-opt sets
+        # itself are not for the user to override.
+        own = {"model", "tasks", "task_manager", "limit", "bootstrap_iters", "log_samples", "verbosity", "device"}
+        allowed = set(inspect.signature(simple_evaluate).parameters) - own - {"model_args", "batch_size"}
+        unknown = sorted(set(options or {}) - allowed)
+        if unknown:
+            raise EvaluationError(
+                f"evaluation.lm_eval: {unknown} not options of lm-eval's simple_evaluate "
+                f"(or set by recipe-opt); allowed: {', '.join(sorted(allowed))}"
+            )
+        self.options = dict(options or {})
 
         # lm-eval shells out to `git describe` to stamp its results; outside a git checkout git
         # prints "fatal: not a git repository" on the user's terminal. recipe-opt stamps its own
@@ -169,12 +190,15 @@ class LmEvalScorer:
         with _quiet_lm_eval():
             # Built once per process: without include_defaults=False, lm-eval indexes its ~10k
             # built-in tasks (about 7.7 s) on every construction.
-            self.task_manager = TaskManager(include_defaults=False)
+            # lm-eval's own tasks need its index; local ones alone do not.
+            self.task_manager = TaskManager(include_defaults=any(t.builtin for t in tasks.values()))
+            specs: list[Any] = [t.name if t.builtin else t.lm_eval_config() for t in tasks.values()]
             try:
-                loaded = self.task_manager.load([t.lm_eval_config() for t in tasks.values()])
+                loaded = self.task_manager.load(specs)
                 self.task_objects = dict(loaded["tasks"])
-            except Exception as exc:
-                raise EvaluationError(f"lm-eval could not build the eval tasks: {exc}") from None
+            except Exception as exc:  # a built-in task's dataset not downloadable (offline), ...
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise EvaluationError(f"lm-eval could not build the eval tasks: {first}") from None
 
     def score(self, model: Any) -> dict[str, dict[str, float]]:
         from lm_eval import simple_evaluate
@@ -195,6 +219,7 @@ class LmEvalScorer:
                 bootstrap_iters=0,
                 log_samples=False,
                 verbosity="ERROR",
+                **self.options,
             )
         if results is None:
             raise EvaluationError("lm-eval returned no results")
@@ -210,7 +235,8 @@ class LmEvalScorer:
             if "acc" not in metrics:
                 raise EvaluationError(f"lm-eval task {name!r} reported no `acc` (got {sorted(metrics)})")
             n = results.get("n-samples", {}).get(name, {}).get("effective", 0)
-            out[name] = {**metrics, "n": float(n)}
+            shots = results.get("n-shot", {}).get(name, 0)
+            out[name] = {**metrics, "n": float(n), "n_shot": float(shots if isinstance(shots, int | float) else 0)}
         return out
 
 
@@ -224,6 +250,7 @@ def make_scorer(
     batch_size: int,
     limit: int | None,
     device: str,
+    lm_eval_options: Mapping[str, Any] | None = None,
 ) -> TaskScorer:
     if backend == "native":
         return NativeScorer(
@@ -236,5 +263,7 @@ def make_scorer(
             device=device,
         )
     if backend == "lm-eval":
-        return LmEvalScorer(tasks, tokenizer, batch_size=batch_size, limit=limit, device=device)
+        return LmEvalScorer(
+            tasks, tokenizer, batch_size=batch_size, limit=limit, device=device, options=lm_eval_options
+        )
     raise EvaluationError(f"unknown evaluation backend {backend!r}; known: {', '.join(BACKENDS)}")

@@ -18,16 +18,18 @@ import yaml
 
 from recipe_opt.exceptions import EvaluationError
 
-__all__ = ["TaskDef", "find_tasks", "load_task"]
+__all__ = ["TaskDef", "builtin_task_names", "find_tasks", "load_task"]
 
 
 @dataclass(frozen=True)
 class TaskDef:
-    """One lm-eval task: its config (with resolved data paths) and the file it came from."""
+    """One lm-eval task: its config (with resolved data paths) and the file it came from, or,
+    with `builtin`, one of lm-eval's own tasks (hellaswag, arc_easy, mmlu, ...) by name."""
 
     name: str
     config: Mapping[str, Any]
     source: Path
+    builtin: bool = False
 
     @property
     def data_file(self) -> Path:
@@ -91,12 +93,40 @@ def find_tasks(tasks_dir: Path, names: Sequence[str], data_root: Path) -> dict[s
             raise EvaluationError(f"{path}: task name {task.name!r} is also defined in {index[task.name].source}")
         index[task.name] = task
     found: dict[str, TaskDef] = {}
+    missing = [n for n in names if n not in index]
+    builtin = builtin_task_names() if missing else frozenset()
     for name in names:
-        if name not in index:
-            close = difflib.get_close_matches(name, list(index), n=1)
+        if name in index:
+            found[name] = index[name]
+        elif name in builtin:
+            # lm-eval's own task: its dataset comes from the hub (or the user's HF cache) when
+            # the task is built, so an offline machine without it fails there, with that reason.
+            found[name] = TaskDef(name=name, config={"task": name}, source=Path(f"lm-eval:{name}"), builtin=True)
+        else:
+            close = difflib.get_close_matches(name, [*index, *builtin], n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
             raise EvaluationError(
-                f"eval task {name!r} is not defined in {tasks_dir}.{hint} Known: {', '.join(sorted(index)) or 'none'}"
+                f"eval task {name!r} is not defined in {tasks_dir} nor one of lm-eval's own tasks.{hint} "
+                f"Local: {', '.join(sorted(index)) or 'none'}"
             )
-        found[name] = index[name]
     return found
+
+
+_BUILTIN: frozenset[str] | None = None
+
+
+def builtin_task_names() -> frozenset[str]:
+    """Names of lm-eval's own tasks and groups (indexed once per process, about 8 s)."""
+    global _BUILTIN
+    if _BUILTIN is None:
+        import logging
+
+        from lm_eval.tasks import TaskManager
+
+        previous = logging.getLogger("lm_eval").level
+        logging.getLogger("lm_eval").setLevel(logging.ERROR)
+        try:
+            _BUILTIN = frozenset(TaskManager().all_tasks)
+        finally:
+            logging.getLogger("lm_eval").setLevel(previous)
+    return _BUILTIN

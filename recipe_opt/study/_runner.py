@@ -342,6 +342,7 @@ class StudyRunner:
             batch_size=ev.batch_size,
             limit=limit,
             device=self.device,
+            lm_eval_options=ev.lm_eval,
         )
         return SuiteEvaluator(
             scorer,
