@@ -8,7 +8,8 @@ proxy settings) for --trials trials through `StudyRunner.run` on a fresh SQLite 
 each phase from outside by wrapping the public calls a trial makes (nothing in the package is
 changed; the wrappers are removed afterwards):
 
-  base-model load   `load_base_model`, once per process (shown amortised over the trials)
+  base-model load   once per process (shown amortised over the trials): from the runner's
+                    "loading base model" phase message to its next one (a `SearchReporter`)
   adapter setup     `ProxyTrainer.train` from entry to the start of the step loop: peft injection
                     (`peft.get_peft_model`, reported on its own), AdamW, LR scheduler,
                     `Accelerator.prepare`; i.e. entry-to-yield minus `TrainResult.train_seconds`
@@ -132,6 +133,25 @@ class Patches:
             self._undo.pop()()
 
 
+class PhaseReporter:
+    """A `SearchReporter` that only timestamps the runner's phase messages."""
+
+    def __init__(self) -> None:
+        self.phases: list[tuple[float, str]] = []
+
+    def phase(self, message: str) -> None:
+        self.phases.append((time.perf_counter(), message.replace(str(REPO) + "/", "")))
+
+    def trial_started(self, number: int, recipe: Any, proxy_steps: int) -> None:
+        pass
+
+    def step(self, done: int, total: int, loss: float) -> None:
+        pass
+
+    def trial_finished(self, summary: Any) -> None:
+        pass
+
+
 class Clock:
     """Timings: `rec` is the current trial's record (from its `ask` on), or the one-time record."""
 
@@ -174,9 +194,10 @@ def instrument(runner: Any, clock: Clock, patches: Patches) -> None:
     orig_ask = optuna.study.Study.ask
 
     def ask(study: Any, *args: Any, **kwargs: Any) -> Any:
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         trial = orig_ask(study, *args, **kwargs)
-        clock.trials.append({"ask_start": start, "optuna_ask": time.perf_counter() - start})
+        rec = {"ask_start": start, "cpu_start": cpu_start, "optuna_ask": time.perf_counter() - start}
+        clock.trials.append(rec)
         clock.in_trial = True
         return trial
 
@@ -189,6 +210,7 @@ def instrument(runner: Any, clock: Clock, patches: Patches) -> None:
             return orig_optimize(study, *args, **kwargs)
         finally:
             clock.once["optimize_end"] = time.perf_counter()
+            clock.once["optimize_end_cpu"] = time.process_time()
             clock.once["optimize"] = clock.once["optimize_end"] - start
             clock.in_trial = False
 
@@ -310,6 +332,7 @@ def derive(rec: dict[str, Any]) -> dict[str, Any]:
         "gc_collect_in_unload": g("gc_collect_in_unload"),
         "gc_collect_elsewhere": g("gc_collect_elsewhere"),
         **{f"bookkeeping.{k}": v for k, v in book.items()},
+        "cores_used": rec["cores_used"],
         "proxy_steps": rec.get("proxy_steps"),
         "tokens": rec.get("tokens"),
     }
@@ -320,7 +343,6 @@ def cpu_part(args: argparse.Namespace) -> None:
     import optuna
     import torch
 
-    import recipe_opt.study._runner as runner_module
     from recipe_opt.demo import build_world
 
     imports_s = time.perf_counter() - t_import
@@ -338,24 +360,33 @@ def cpu_part(args: argparse.Namespace) -> None:
 
     clock = Clock()
     patches = Patches()
-    # `build` calls the name its module imported; wrapped there so the load is the study's own.
-    patches.set(runner_module, "load_base_model", clock.timed("base_model_load", runner_module.load_base_model))
     try:
         runner = runner_for(cfg_path)
+        runner.reporter = reporter = PhaseReporter()
         start = time.perf_counter()
+        cpu_start = time.process_time()
         runner.build()
-        clock.once["build"] = time.perf_counter() - start
+        build_end = time.perf_counter()
+        clock.once["build"] = build_end - start
+        # Seconds from each of build's phase messages to the next (the last: to `build` returning).
+        marks = [*reporter.phases, (build_end, "")]
+        build_phases = {msg: marks[i + 1][0] - t for i, (t, msg) in enumerate(reporter.phases)}
         instrument(runner, clock, patches)
         start = time.perf_counter()
         study = runner.run()
         clock.once["run"] = time.perf_counter() - start
+        clock.once["cpu"] = time.process_time() - cpu_start
     finally:
         patches.undo()
 
     # Trial wall time: from its `ask` to the next trial's `ask` (the last: to `optimize` returning).
-    ends = [t["ask_start"] for t in clock.trials[1:]] + [clock.once["optimize_end"]]
-    for rec, end in zip(clock.trials, ends, strict=True):
+    # CPU seconds of this process per wall second: ~2 on an idle 2-core machine, lower when
+    # other work competes for the cores (every phase then stretches).
+    ends = [(t["ask_start"], t["cpu_start"]) for t in clock.trials[1:]]
+    ends.append((clock.once["optimize_end"], clock.once["optimize_end_cpu"]))
+    for rec, (end, end_cpu) in zip(clock.trials, ends, strict=True):
         rec["total"] = end - rec["ask_start"]
+        rec["cores_used"] = (end_cpu - rec["cpu_start"]) / rec["total"]
     by_number = {t.number: t for t in study.trials}
     rows = []
     for rec in clock.trials:
@@ -379,7 +410,10 @@ def cpu_part(args: argparse.Namespace) -> None:
     }
     neither = mean("total") - mean("training") - mean("evaluation")
     once = clock.once
-    base_load = once["base_model_load"]
+    loads = [v for k, v in build_phases.items() if k.startswith("loading base model")]
+    if len(loads) != 1:
+        sys.exit(f"cannot find the base-model load among the runner's phase messages: {list(build_phases)}")
+    base_load = loads[0]
     end_to_end = once["build"] + once["run"]
     sum_train_eval = sum(r["training"] + r["evaluation"] for r in rows) + once.get("base_evaluation", 0.0)
     by_origin = {}
@@ -410,6 +444,7 @@ def cpu_part(args: argparse.Namespace) -> None:
         "trials_complete": n,
         "trials_other": {r["number"]: r["state"] for r in rows if r["state"] != "COMPLETE"},
         "trial_mean_s": round(trial_mean, 4),
+        "cores_used_mean (process CPU s / wall s; 2 = both cores of an idle machine)": round(mean("cores_used"), 2),
         "per_trial": per_trial,
         "share_neither_training_nor_evaluation": round(neither / trial_mean, 4),
         "one_time": {
@@ -417,9 +452,7 @@ def cpu_part(args: argparse.Namespace) -> None:
             "build_s": round(once["build"], 3),
             "base_model_load_s": round(base_load, 3),
             "base_model_load_amortised_per_trial_s": round(base_load / len(rows), 4),
-            "build_rest_s (tokenise data, eval tasks and scorer set-up, base checksum)": round(
-                once["build"] - base_load, 3
-            ),
+            "build_phases_s": {k: round(v, 3) for k, v in build_phases.items()},
             "base_evaluation_s": round(once.get("base_evaluation", 0.0), 3),
             "run_setup_s (storage, study, lineage note, initial design)": round(
                 once["run"] - once["optimize"] - once.get("base_evaluation", 0.0), 3
@@ -427,6 +460,7 @@ def cpu_part(args: argparse.Namespace) -> None:
         },
         "end_to_end": {
             "seconds (build + run)": round(end_to_end, 2),
+            "cores_used (process CPU s / wall s)": round(once["cpu"] / end_to_end, 2),
             "per_trial_s": round(end_to_end / len(rows), 3),
             "base_model_load_share": round(base_load / end_to_end, 4),
             "share_neither_training_nor_evaluation": round(1 - sum_train_eval / end_to_end, 4),

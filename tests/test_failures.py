@@ -131,7 +131,8 @@ def test_rung_early_stopping_prunes_dominated_trials(tiny_world: Path, tmp_path:
     extra = "early_stopping: {enabled: true, rungs: [0.25, 0.5], min_trials_at_rung: 1, min_dominating: 1}"
     cfg = write_study(tmp_path, tiny_world, name="rungs", n_trials=4, extra=extra)
     runner = runner_for(cfg)
-    space = runner.space
+    runner.build()
+    space = runner.space  # resolved against the model: concrete target modules
     study = optuna.create_study(
         study_name="rungs",
         storage=f"sqlite:///{tmp_path / 'demo.db'}",
@@ -177,8 +178,9 @@ def test_max_cost_stops_the_study(tiny_world: Path, tmp_path: Path) -> None:
 
 def test_informed_design_runs_first(tiny_world: Path, tmp_path: Path) -> None:
     cfg = write_study(tmp_path, tiny_world, name="design", n_trials=2, sampler="{name: gp, initial_design: informed}")
-    study = runner_for(cfg).run()
-    space = load_search_space(tmp_path / "space.yaml", ["mul", "add_text"])
+    runner = runner_for(cfg)
+    study = runner.run()
+    space = runner.space  # the target-module markers resolved against the model, as the run used them
     design = space.informed_design()
     ran = [t.user_attrs["recipe_hash"] for t in study.trials if t.state.name == "COMPLETE"]
     assert ran == [space.sample(optuna.trial.FixedTrial(p)).content_hash for p in design[:2]]
