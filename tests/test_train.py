@@ -103,3 +103,28 @@ def test_unknown_target_module_is_a_clear_error(trainer: ProxyTrainer) -> None:
 def test_not_a_checkpoint(tmp_path: Path) -> None:
     with pytest.raises(TrainingError, match=r"no config\.json"):
         load_base_model(tmp_path)
+
+
+def test_systems_options_change_memory_not_the_recipe(trainer: ProxyTrainer) -> None:
+    """Gradient accumulation and checkpointing give the same losses; bf16 autocast trains too."""
+    from dataclasses import replace
+
+    checksum = state_checksum(trainer.base.model)
+    r = recipe(steps=80)  # 8 proxy steps
+
+    def losses(**options: object) -> list[float]:
+        t = ProxyTrainer(trainer.base, trainer.data, replace(trainer.settings, **options))  # type: ignore[arg-type]
+        with t.train(r) as (_, result):
+            out = result.losses
+        assert state_checksum(trainer.base.model) == checksum  # the base is restored each time
+        return out
+
+    plain = losses()
+    assert losses(grad_accumulation=4) == pytest.approx(plain, rel=1e-4)
+    assert losses(gradient_checkpointing=True) == pytest.approx(plain, rel=1e-5)
+    assert not any(m.__class__.__name__ == "CheckpointFunction" for m in trainer.base.model.modules())
+    assert not trainer.base.model.is_gradient_checkpointing
+    half = losses(mixed_precision="bf16")
+    assert half[0] == pytest.approx(plain[0], rel=0.05) and half[-1] < half[0]
+    with pytest.raises(TrainingError, match=r"must divide the batch size, but got \(batch_size=16, gradient_acc"):
+        ProxyTrainer(trainer.base, trainer.data, replace(trainer.settings, grad_accumulation=3))

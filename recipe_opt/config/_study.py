@@ -152,6 +152,24 @@ class ProxyConfig(_Model):
         default=10.0, gt=1, description="Stop a trial whose loss exceeds this many times its first loss."
     )
     device: Literal["cpu", "cuda", "auto"] = "auto"
+    mixed_precision: Literal["no", "bf16", "fp16"] = Field(
+        default="no", description="Autocast the forward pass (accelerate); bf16 on GPUs that support it."
+    )
+    gradient_accumulation_steps: int = Field(
+        default=1, ge=1, description="Micro-batches per optimiser step (must divide batch_size); same recipe."
+    )
+    gradient_checkpointing: bool = Field(
+        default=False, description="Recompute activations in the backward pass: less memory, ~30% more time."
+    )
+
+    @model_validator(mode="after")
+    def _accumulation_divides(self) -> ProxyConfig:
+        if self.batch_size % self.gradient_accumulation_steps:
+            raise ValueError(
+                "`gradient_accumulation_steps` must divide `batch_size`, but got "
+                f"(batch_size={self.batch_size}, gradient_accumulation_steps={self.gradient_accumulation_steps})"
+            )
+        return self
 
 
 class TrialBudget(_Model):

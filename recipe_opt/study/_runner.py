@@ -189,14 +189,37 @@ def data_manifest(cfg: StudyConfig) -> dict[str, dict[str, str]]:
     return out
 
 
+_SOURCE_DEFAULTS: dict[str, Any] = {
+    "dataset": None,
+    "subset": None,
+    "split": "train",
+    "format": "auto",
+    "columns": {},
+    "bad_rows": "error",
+}
+_SYSTEMS_OPTIONS = {"device", "mixed_precision", "gradient_accumulation_steps", "gradient_checkpointing"}
+
+
 def _fingerprint(cfg: StudyConfig, space: SearchSpace) -> str:
     """What must not change when a study is resumed: objectives, space, sources, suites, proxy."""
+    # Options added after 0.2 enter the fingerprint only when set away from their defaults, so a
+    # study written before them still resumes. The proxy's systems options (device, precision,
+    # accumulation, checkpointing) never enter it: they change speed and memory, not the recipe.
+    sources = cfg.sources.model_dump(mode="json")
+    for group in sources.values():
+        for src in group.values():
+            for key, default in _SOURCE_DEFAULTS.items():
+                if src.get(key) == default:
+                    src.pop(key)
+    evaluation = cfg.evaluation.model_dump(mode="json", exclude={"batch_size"})
+    if not evaluation.get("lm_eval"):
+        evaluation.pop("lm_eval", None)
     body = {
         "objectives": cfg.objectives,
         "space": space.spec.model_dump(mode="json"),
-        "sources": cfg.sources.model_dump(mode="json"),
-        "evaluation": cfg.evaluation.model_dump(mode="json", exclude={"batch_size"}),
-        "proxy": cfg.proxy.model_dump(mode="json", exclude={"device"}),
+        "sources": sources,
+        "evaluation": evaluation,
+        "proxy": cfg.proxy.model_dump(mode="json", exclude=_SYSTEMS_OPTIONS),
         "seed": cfg.seed,
     }
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
@@ -312,6 +335,9 @@ class StudyRunner:
             max_grad_norm=cfg.proxy.max_grad_norm,
             explode_factor=cfg.proxy.explode_factor,
             device=device,
+            mixed_precision=cfg.proxy.mixed_precision,
+            grad_accumulation=cfg.proxy.gradient_accumulation_steps,
+            gradient_checkpointing=cfg.proxy.gradient_checkpointing,
         )
         self.trainer = ProxyTrainer(self.base, data, settings)
 

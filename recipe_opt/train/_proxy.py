@@ -101,6 +101,10 @@ class ProxySettings:
     max_grad_norm: float = 1.0
     explode_factor: float = 10.0
     device: str = "cpu"
+    # Systems options: they change speed and memory, not the recipe (a test checks the losses).
+    mixed_precision: str = "no"  # "no" | "bf16" | "fp16", through accelerate's autocast
+    grad_accumulation: int = 1  # micro-batches per optimiser step; batch_size stays the step's batch
+    gradient_checkpointing: bool = False  # recompute activations in the backward pass
 
     def proxy_steps(self, recipe: Recipe) -> int:
         """`fraction` of the recipe's full-update steps: a longer recipe gets a longer proxy."""
@@ -224,7 +228,21 @@ class ProxyTrainer:
         self.base = base
         self.data = data
         self.settings = settings
+        if settings.batch_size % settings.grad_accumulation:
+            raise TrainingError(
+                f"`gradient_accumulation_steps` must divide the batch size, but got "
+                f"(batch_size={settings.batch_size}, gradient_accumulation_steps={settings.grad_accumulation})"
+            )
+        # accelerate places the model; precision is torch's autocast around the forward pass
+        # (accelerate keeps one precision per process, and a study's trainers may differ).
         self.accelerator = Accelerator(cpu=settings.device == "cpu")
+        self.autocast_dtype = {"no": None, "bf16": torch.bfloat16, "fp16": torch.float16}[settings.mixed_precision]
+        if settings.mixed_precision == "fp16" and settings.device != "cuda":
+            raise TrainingError("`mixed_precision: fp16` needs a CUDA device (use bf16 on CPU)")
+        if settings.mixed_precision == "bf16" and settings.device == "cuda" and not torch.cuda.is_bf16_supported():
+            raise TrainingError("`mixed_precision: bf16` is not supported by this GPU (use fp16)")
+        # fp16 gradients underflow without loss scaling; bf16 has fp32's exponent range and needs none.
+        self.scaler = torch.amp.GradScaler("cuda") if settings.mixed_precision == "fp16" else None
         self.sizes = {name: len(v) for name, v in {**data.new, **data.replay}.items()}
 
     def sampler(self, recipe: Recipe) -> BatchSampler:
@@ -267,6 +285,15 @@ class ProxyTrainer:
                 warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
                 # GPT-2's Conv1D layers: peft sets fan_in_fan_out itself, and says so on every trial.
                 warnings.filterwarnings("ignore", message=".*fan_in_fan_out is set to False.*", category=UserWarning)
+                # transformers 5 renames the checkpointing methods (activation_checkpointing_*) but
+                # peft still calls the old ones; one name works with both.
+                warnings.filterwarnings("ignore", message=".*gradient_checkpointing_enable.*", category=FutureWarning)
+                if self.settings.gradient_checkpointing:
+                    # Non-reentrant checkpointing needs no input that requires grad (the frozen
+                    # embeddings give none), which the reentrant kind would.
+                    self.base.model.gradient_checkpointing_enable(
+                        gradient_checkpointing_kwargs={"use_reentrant": False}
+                    )
                 peft_model = get_peft_model(self.base.model, lora)
         except ValueError as exc:
             raise TrainingError(f"cannot attach LoRA adapter: {str(exc).splitlines()[0]}") from None
@@ -289,6 +316,10 @@ class ProxyTrainer:
         finally:
             self.accelerator.free_memory()
             restored = peft_model.unload()  # removes LoRA layers without merging them
+            if self.settings.gradient_checkpointing:
+                with warnings.catch_warnings():
+                    warnings.filterwarnings("ignore", message=".*gradient_checkpointing_disable.*")
+                    restored.gradient_checkpointing_disable()  # type: ignore[operator]  # peft types unload() as Tensor
             self.base.model = restored
             for p in restored.parameters():
                 p.requires_grad_(False)
@@ -315,15 +346,31 @@ class ProxyTrainer:
         model.train()
         tally.start = time.perf_counter()
         for step in range(1, steps + 1):
-            batch = collate([self.data.get(d.source)[d.index] for d in sampler.next_batch()], pad_id)
-            tally.tokens += batch.n_tokens
-            tally.target_tokens += batch.n_target_tokens
-            out = model(
-                input_ids=batch.input_ids.to(device),
-                attention_mask=batch.attention_mask.to(device),
-                labels=batch.labels.to(device),
-            )
-            loss = float(out.loss.detach())
+            examples = [self.data.get(d.source)[d.index] for d in sampler.next_batch()]
+            # With accumulation the step's batch runs as `k` micro-batches. Each micro-batch's
+            # mean loss is weighted by its share of the step's target tokens, so the summed
+            # gradient is the gradient of the whole batch's mean loss, as without accumulation.
+            k = s.grad_accumulation
+            size = len(examples) // k
+            micro = [collate(examples[i * size : (i + 1) * size], pad_id) for i in range(k)]
+            n_targets = max(1, sum(b.n_target_tokens for b in micro))
+            step_loss = 0.0
+            pending = []
+            for b in micro:
+                tally.tokens += b.n_tokens
+                tally.target_tokens += b.n_target_tokens
+                with torch.autocast(device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
+                    out = model(
+                        input_ids=b.input_ids.to(device),
+                        attention_mask=b.attention_mask.to(device),
+                        labels=b.labels.to(device),
+                    )
+                share = b.n_target_tokens / n_targets
+                step_loss += float(out.loss.detach()) * share
+                pending.append(out.loss * share)
+                if k > 1:  # backward now, so only one micro-batch's activations are alive at a time
+                    self._backward(pending.pop())
+            loss = step_loss
             tally.losses.append(loss)
             if not math.isfinite(loss):
                 raise TrialDiverged(step, f"loss became {loss} at step {step}", self._result(recipe, tally, device))
@@ -336,10 +383,17 @@ class ProxyTrainer:
                     f"{tally.losses[0]:.3g}",
                     self._result(recipe, tally, device),
                 )
-            self.accelerator.backward(out.loss)
+            if pending:
+                self._backward(pending.pop())
+            if self.scaler is not None:
+                self.scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
             if s.max_grad_norm > 0:
                 self.accelerator.clip_grad_norm_(model.parameters(), s.max_grad_norm)
-            optimizer.step()
+            if self.scaler is not None:
+                self.scaler.step(optimizer)
+                self.scaler.update()
+            else:
+                optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             if step % 10 == 1:
@@ -354,6 +408,9 @@ class ProxyTrainer:
                     raise TrialStopped(step, stop.reason, self._result(recipe, tally, device)) from None
                 model.train()
         return self._result(recipe, tally, device)
+
+    def _backward(self, loss: torch.Tensor) -> None:
+        self.accelerator.backward(self.scaler.scale(loss) if self.scaler is not None else loss)
 
     def _result(self, recipe: Recipe, t: _Tally, device: torch.device) -> TrainResult:
         """Measurements of the steps run so far (all of them, or up to a stop)."""
