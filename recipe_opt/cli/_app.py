@@ -102,6 +102,10 @@ def _load(
             update={"early_stopping": cfg.early_stopping.model_copy(update={"enabled": early_stopping})}
         )
     space = load_search_space(cfg.search_space_path, list(cfg.sources.new))
+    if cfg.base_model_kind != "dir":  # a lineage reference or hub id: a local directory from here on
+        from recipe_opt.study import resolve_base_model
+
+        cfg = resolve_base_model(cfg)
     return cfg, space
 
 

@@ -45,6 +45,7 @@ Objective = Literal["gain", "forgetting", "cost"]
 _ALL_OBJECTIVES: tuple[Objective, ...] = ("gain", "forgetting", "cost")
 SAMPLERS = ("tpe", "gp", "nsga2", "random", "qmc")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 class _Model(BaseModel):
@@ -305,7 +306,11 @@ class StudyConfig(_Model):
     name: str = Field(description="Study name (letters, digits, . _ -).")
     family: str = Field(default="demo", description="Model family in the lineage store.")
     base_version: str = Field(default="v0", description="Lineage name of the base model version.")
-    base_model: str = Field(description="HF causal-LM checkpoint directory of the model being updated.")
+    base_model: str = Field(
+        description="The model being updated: an HF causal-LM checkpoint directory, a Hugging Face hub id "
+        "(org/name, fetched when online), or `lineage` / `lineage:VERSION` (the weights the lineage "
+        "store records for base_version, or for VERSION)."
+    )
     trust_remote_code: bool = Field(
         default=False,
         description="Let transformers run Python code shipped with the checkpoint (custom architectures). "
@@ -372,6 +377,18 @@ class StudyConfig(_Model):
     @property
     def base_model_path(self) -> Path:
         return self.resolve(self.base_model)
+
+    @property
+    def base_model_kind(self) -> Literal["dir", "lineage", "hub"]:
+        """How `base_model` names the model: a directory, a lineage reference, or a hub id (a
+        name of the form org/name that is not an existing directory)."""
+        if self.base_model.startswith("lineage:") or (
+            self.base_model == "lineage" and not self.base_model_path.exists()
+        ):
+            return "lineage"
+        if self.base_model_path.exists() or not _HUB_ID.match(self.base_model):
+            return "dir"
+        return "hub"
 
     @property
     def data_root_path(self) -> Path:
@@ -442,7 +459,8 @@ def masked_url(url: str) -> str:
 def _path_problems(cfg: StudyConfig, source: str) -> list[ConfigProblem]:
     problems: list[ConfigProblem] = []
     checks: list[tuple[str, Path, str]] = [
-        ("base_model", cfg.base_model_path, "dir"),
+        # A lineage reference or hub id is resolved (store lookup, download) when the study runs.
+        *([("base_model", cfg.base_model_path, "dir")] if cfg.base_model_kind == "dir" else []),
         ("data_root", cfg.data_root_path, "dir"),
         ("search_space", cfg.search_space_path, "file"),
         ("evaluation.tasks_dir", cfg.tasks_dir_path, "dir"),

@@ -21,6 +21,7 @@ from recipe_opt.study._runner import (
     is_prior,
     open_study,
     proxy_compute,
+    resolve_base_model,
 )
 from recipe_opt.study._select import (
     POLICY_RULES,
@@ -69,6 +70,7 @@ __all__ = [
     "proxy_compute",
     "record_selection",
     "release_checks",
+    "resolve_base_model",
     "run_full",
     "select_recipe",
     "spearman",

@@ -22,7 +22,7 @@ import optuna
 from recipe_opt.config import GatesConfig, SourceConfig, StudyConfig
 from recipe_opt.data import EncodedExample, encode_parsed, parse_rows, read_rows
 from recipe_opt.evaluate import Evaluation, Suite, SuiteEvaluator, find_tasks, make_scorer
-from recipe_opt.exceptions import RecipeOptError, StudyError, TrainingError
+from recipe_opt.exceptions import ConfigError, RecipeOptError, StudyError, TrainingError
 from recipe_opt.recipe import Recipe
 from recipe_opt.space import SearchSpace
 from recipe_opt.train import (
@@ -58,6 +58,7 @@ __all__ = [
     "is_prior",
     "open_study",
     "proxy_compute",
+    "resolve_base_model",
 ]
 
 ATTR_RECIPE = "recipe"
@@ -173,6 +174,60 @@ def check_storage(cfg: StudyConfig) -> None:
     except Exception as exc:  # connection refused, bad credentials, unknown dialect, missing driver
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise StudyError(f"storage {cfg.storage_display}: cannot open ({type(exc).__name__}: {first})") from None
+
+
+def resolve_base_model(cfg: StudyConfig) -> StudyConfig:
+    """`cfg` with `base_model` as a local checkpoint directory.
+
+    `lineage` (or `lineage:VERSION`) takes the weights location the lineage store records for
+    `base_version` (or VERSION) of the study's family; a hub id (`org/name`, not a directory) is
+    downloaded into the Hugging Face cache (the config, tokenizer and weight files only). Either
+    failing is a `ConfigError` naming `base_model`, before anything is written.
+    """
+    source = str(cfg.config_path or "<study>")
+    kind = cfg.base_model_kind
+    if kind == "dir":
+        return cfg
+    if kind == "lineage":
+        from recipe_opt.lineage import LineageStore
+
+        ref = cfg.base_model.removeprefix("lineage").removeprefix(":") or cfg.base_version
+        url = cfg.storage_url
+        if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
+            raise ConfigError.single(
+                source, "base_model", f"{cfg.base_model!r}: no lineage store at {url.removeprefix('sqlite:///')}"
+            )
+        try:
+            with LineageStore(url) as store:
+                version = store.get_version(ref, family=cfg.family)
+        except RecipeOptError as exc:
+            raise ConfigError.single(source, "base_model", f"{cfg.base_model!r}: {exc}") from None
+        path = Path(version.weights_uri)
+        if not (path / "config.json").is_file():
+            raise ConfigError.single(
+                source, "base_model", f"lineage version {version.ref} has its weights at {path}: not a checkpoint here"
+            )
+        return cfg.model_copy(update={"base_model": str(path)})
+    try:
+        from huggingface_hub import snapshot_download
+
+        patterns = ["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja", "*.tiktoken"]
+        if cfg.trust_remote_code:
+            patterns.append("*.py")  # the architecture's own code, only when the config allows running it
+        local = snapshot_download(cfg.base_model, allow_patterns=patterns)
+    except Exception as exc:  # offline, unknown repo, gated model: one line with the hub's reason
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError.single(
+            source,
+            "base_model",
+            f"{cfg.base_model!r} is not a directory ({cfg.base_model_path}) and cannot be fetched from the "
+            f"Hugging Face hub: {first}",
+        ) from None
+    update: dict[str, Any] = {"base_model": local}
+    if cfg.apply.weights_dir is None:
+        # Never beside the base (that is the hub cache): new versions go to models/ beside the config.
+        update["apply"] = cfg.apply.model_copy(update={"weights_dir": str(cfg.base_dir / "models")})
+    return cfg.model_copy(update=update)
 
 
 def data_manifest(cfg: StudyConfig) -> dict[str, dict[str, str]]:
