@@ -41,7 +41,7 @@ def test_a_lineage_reference_takes_the_versions_weights(tmp_path: Path) -> None:
         store.ensure_version("demo", "v0", weights_uri=str(world / "models" / "v0"))
     assert resolve_base_model(cfg).base_model_path == world / "models" / "v0"
     other = cfg.model_copy(update={"base_model": "lineage:v9"})
-    with pytest.raises(ConfigError, match=r"base_model: 'lineage:v9': no model version 'demo/v9' .*did you mean 'demo/v0'"):
+    with pytest.raises(ConfigError, match=r"'lineage:v9': no model version 'demo/v9' .*did you mean 'demo/v0'"):
         resolve_base_model(other)
 
 

@@ -77,11 +77,16 @@ def test_study_problems_name_file_and_field(tmp_path: Path, edit: dict[str, obje
 
 
 def test_missing_paths_are_reported_together(tmp_path: Path) -> None:
-    path = _edit(tmp_path, {"base_model": "nowhere/v0", "search_space": "nope.yaml"})
+    path = _edit(tmp_path, {"base_model": "./nowhere/v0", "search_space": "nope.yaml"})
     with pytest.raises(ConfigError) as info:
         load_study_config(path)
     fields = {p.field for p in info.value.problems}
     assert {"base_model", "search_space", "data_root"} <= fields
+    # Shaped like a hub id (org/name) and not a directory: fetched when the study runs, not checked here.
+    path = _edit(tmp_path, {"base_model": "nowhere/v0", "search_space": "nope.yaml"})
+    with pytest.raises(ConfigError) as info:
+        load_study_config(path)
+    assert "base_model" not in {p.field for p in info.value.problems}
 
 
 @pytest.mark.parametrize(
