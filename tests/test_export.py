@@ -390,6 +390,10 @@ def test_cli_study_config_as_recipe_and_out_directory(tmp_path: Path) -> None:
     written = tmp_path / "llama_factory_lora.yaml"
     assert written.read_text() == export_recipe(recipe, "llama-factory", study=cfg).text
     assert yaml.safe_load(written.read_text())["model_name_or_path"] == str(cfg.base_model_path)
+    # A directory that does not exist yet, named with a trailing slash, is created.
+    r = run(cfg_path, "-f", "axolotl", "-o", f"{tmp_path / 'configs'}/")
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "configs" / "axolotl_lora.yaml").is_file()
     # Printed to stdout when there is no --out: the file's text, nothing else.
     r = run(cfg_path, "--format", "json")
     assert r.returncode == 0 and json.loads(r.stdout)["content_hash"] == recipe.content_hash

@@ -77,8 +77,13 @@ def export(
         typer.Option(help="Study config YAML whose base model and data file paths to fill in."),
     ] = None,
     out: Annotated[
-        Path | None,
-        typer.Option("--out", "-o", help="Write here (a directory gets the suggested file name); default: stdout."),
+        str | None,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Write here; a directory (existing, or given with a trailing /) gets the suggested file name. "
+            "Default: stdout.",
+        ),
     ] = None,
 ) -> None:
     """Write the recipe as the config of the full update run for HF Trainer, LLaMA-Factory or axolotl.
@@ -108,6 +113,7 @@ def export(
     if out is None:
         sys.stdout.write(result.text)
         return
-    path = out / result.suggested_name if out.is_dir() else out
+    target = Path(out)
+    path = target / result.suggested_name if out.endswith(("/", "\\")) or target.is_dir() else target
     _write_atomically(path, result.text)
     console.print(f"wrote {escape(str(path))} ({result.format}, recipe {loaded.short_hash})")
