@@ -245,3 +245,20 @@ def test_a_target_the_model_lacks_is_a_clear_error() -> None:
         resolve_target_sets(
             _tiny("gpt2"), {"attention": ["q_proj", "k_proj"]}, source="space.yaml", model_ref="the gpt2 model"
         )
+
+
+def test_a_datasets_dataset_reads_like_a_file(tmp_path: Path) -> None:
+    # A local dataset directory (what `datasets` builds from data files); a hub name works the same
+    # way on a machine that can reach the hub. The tests run with HF_DATASETS_OFFLINE=1.
+    data = tmp_path / "my_dataset"
+    data.mkdir()
+    _write(data / "train.jsonl", ROWS)
+    _write(data / "validation.jsonl", ROWS[:1])
+    parsed = parse_rows(
+        "qa", read_rows(dataset=str(data), split="train"), columns={"prompt": "question", "completion": "answer"}
+    )
+    assert parsed.rows == 4 and list(parsed.examples) == [Example(r["question"], r["answer"]) for r in ROWS]
+    assert parse_rows("qa", read_rows(dataset=str(data), split="validation"), format="prompt_completion",
+                      columns={"prompt": "question", "completion": "answer"}).rows == 1  # fmt: skip
+    with pytest.raises(DataError, match=r"dataset 'no-such-org/no-such-set' \(split 'train'\): cannot load: "):
+        list(read_rows(dataset="no-such-org/no-such-set"))
