@@ -14,7 +14,9 @@ changed; the wrappers are removed afterwards):
                     (`peft.get_peft_model`, reported on its own), AdamW, LR scheduler,
                     `Accelerator.prepare`; i.e. entry-to-yield minus `TrainResult.train_seconds`
   training          `TrainResult.train_seconds` minus the batch sampling and collation inside it
-  evaluation        `SuiteEvaluator.evaluate` on the adapted model (and at rungs, if enabled)
+  evaluation        `SuiteEvaluator.evaluate` on the adapted model (and at rungs, if enabled); of
+                    which, with lm-eval, the environment metadata `simple_evaluate` collects
+                    (`add_env_info`, `get_git_commit_hash`) is reported on its own
   bookkeeping       the rest of the trial: the trial's wall time (from Optuna's `study.ask` to
                     the next trial's) minus the three phases above; split into recipe sampling
                     (`SearchSpace.sample`, with Optuna's suggest calls), data preparation
@@ -54,6 +56,7 @@ import statistics
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
@@ -66,7 +69,9 @@ ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "d
 # Dense bf16 tensor-core peak FLOP/s (no sparsity), from the vendors' data sheets.
 PEAK_BF16 = {"H100 SXM": 989e12, "H100 PCIe": 756e12, "H200": 989e12, "A100": 312e12, "L4": 121e12}
 PHASES = ("adapter_setup", "training", "evaluation", "bookkeeping")
-GC = ("gc_collect_in_unload", "gc_collect_elsewhere")  # overlap the phases: shown as "of which"
+# Parts of the phases above, shown as "of which": peft injection (adapter setup), lm-eval's
+# metadata collection (evaluation), gc.collect (adapter unload; Optuna's tell and gc).
+OF_WHICH = ("peft_injection", "lm_eval_metadata", "gc_collect_in_unload", "gc_collect_elsewhere")
 BOOKKEEPING = (
     "recipe_sampling",
     "data_preparation",
@@ -100,14 +105,15 @@ def versions() -> dict[str, str]:
     return out
 
 
-def machine() -> dict[str, Any]:
+def machine(load_at_start: tuple[float, ...]) -> dict[str, Any]:
     import torch
 
     return {
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "platform": platform.platform(),
-        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+        "load_average_at_start": [round(x, 2) for x in load_at_start],
+        "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
     }
 
 
@@ -283,8 +289,10 @@ def instrument(runner: Any, clock: Clock, patches: Patches) -> None:
                 clock.window = "unload"
             # Only reached when the body (evaluation) returned: the `with` exit unloaded the adapter.
             rec["adapter_unload"] = time.perf_counter() - unload_start
-        except TrialInterrupted as exc:  # diverged or stopped: the trial is pruned
+        except TrialInterrupted as exc:  # diverged or stopped: pruned (its unload lands in adapter setup)
             rec["interrupted"] = exc.reason
+            rec["train_window"] = time.perf_counter() - start
+            rec["train_loop"] = exc.result.train_seconds
             raise
         finally:
             clock.window = None
@@ -301,6 +309,14 @@ def instrument(runner: Any, clock: Clock, patches: Patches) -> None:
         return batches
 
     patches.set(trainer, "sampler", sampler)
+    if runner.cfg.evaluation.backend == "lm-eval":
+        # `simple_evaluate` ends by collecting environment metadata for its results (torch's
+        # collect_env, which runs `pip list` and other probes, and the git commit): part of every
+        # evaluation's time, but not scoring. Wrapped where lm-eval's evaluator looks them up.
+        import lm_eval.evaluator as lm_evaluator
+
+        for name in ("add_env_info", "get_git_commit_hash"):
+            patches.set(lm_evaluator, name, clock.timed("lm_eval_metadata", getattr(lm_evaluator, name)))
     # `collate` is looked up in the trainer's module at each step: the one private name wrapped here.
     patches.set(proxy_module, "collate", clock.timed("data_collate", proxy_module.collate))
 
@@ -329,6 +345,7 @@ def derive(rec: dict[str, Any]) -> dict[str, Any]:
         "total": rec["total"],
         **phases,
         "peft_injection": g("peft_injection"),
+        "lm_eval_metadata": g("lm_eval_metadata"),
         "gc_collect_in_unload": g("gc_collect_in_unload"),
         "gc_collect_elsewhere": g("gc_collect_elsewhere"),
         **{f"bookkeeping.{k}": v for k, v in book.items()},
@@ -339,6 +356,7 @@ def derive(rec: dict[str, Any]) -> dict[str, Any]:
 
 
 def cpu_part(args: argparse.Namespace) -> None:
+    load_at_start = os.getloadavg()
     t_import = time.perf_counter()
     import optuna
     import torch
@@ -406,7 +424,7 @@ def cpu_part(args: argparse.Namespace) -> None:
     n = len(complete)
     per_trial = {
         key: {"mean_s": round(mean(key), 4), "share": round(mean(key) / trial_mean, 4)}
-        for key in (*PHASES, *(f"bookkeeping.{k}" for k in BOOKKEEPING), "peft_injection", *GC)
+        for key in (*PHASES, *(f"bookkeeping.{k}" for k in BOOKKEEPING), *OF_WHICH)
     }
     neither = mean("total") - mean("training") - mean("evaluation")
     once = clock.once
@@ -428,7 +446,7 @@ def cpu_part(args: argparse.Namespace) -> None:
     rc = runner.cfg
     out = {
         "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]).replace(str(REPO) + "/", ""),
-        "machine": {**machine(), "load_average_at_end": [round(x, 2) for x in os.getloadavg()]},
+        "machine": machine(load_at_start),
         "versions": versions(),
         "setup": {
             "world": "demo world (seed 0), cycle 1: v0 + mul, add_text (studies/demo.yaml)",
@@ -447,6 +465,9 @@ def cpu_part(args: argparse.Namespace) -> None:
         "cores_used_mean (process CPU s / wall s; 2 = both cores of an idle machine)": round(mean("cores_used"), 2),
         "per_trial": per_trial,
         "share_neither_training_nor_evaluation": round(neither / trial_mean, 4),
+        "share_neither_training_nor_scoring (lm-eval's metadata counted out of evaluation)": round(
+            (neither + mean("lm_eval_metadata")) / trial_mean, 4
+        ),
         "one_time": {
             "imports_s": round(imports_s, 3),
             "build_s": round(once["build"], 3),
@@ -454,6 +475,7 @@ def cpu_part(args: argparse.Namespace) -> None:
             "base_model_load_amortised_per_trial_s": round(base_load / len(rows), 4),
             "build_phases_s": {k: round(v, 3) for k, v in build_phases.items()},
             "base_evaluation_s": round(once.get("base_evaluation", 0.0), 3),
+            "base_evaluation_lm_eval_metadata_s": round(once.get("lm_eval_metadata", 0.0), 3),
             "run_setup_s (storage, study, lineage note, initial design)": round(
                 once["run"] - once["optimize"] - once.get("base_evaluation", 0.0), 3
             ),
@@ -475,6 +497,7 @@ def cpu_part(args: argparse.Namespace) -> None:
     for key, v in per_trial.items():
         print(f"  {key:<42} {v['mean_s']:8.3f} s  {100 * v['share']:5.1f}%")
     print(f"  neither training nor evaluation {100 * out['share_neither_training_nor_evaluation']:5.1f}%")
+    print(f"  neither training nor scoring    {100 * (neither + mean('lm_eval_metadata')) / trial_mean:5.1f}%")
     print(f"wrote {args.out}")
 
 
@@ -538,7 +561,9 @@ def lora_step_profile(
         p.requires_grad_(False)
     n_frozen = int(model.num_parameters(exclude_embeddings=True))  # N, as `load_base_model` counts it
     lora = LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0, target_modules=ALL_LINEAR, task_type="CAUSAL_LM")
-    model = get_peft_model(model, lora)
+    with warnings.catch_warnings():  # peft probes transformers 5's deprecated `is_gradient_checkpointing`
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        model = get_peft_model(model, lora)
     trainable = [p for p in model.parameters() if p.requires_grad]
     n_adapter = sum(p.numel() for p in trainable)
     optimizer = torch.optim.AdamW(trainable, lr=1e-4)
@@ -602,6 +627,7 @@ def lora_step_profile(
 
 
 def gpu_part(args: argparse.Namespace, *, dry_run_cpu: bool) -> None:
+    load_at_start = os.getloadavg()
     import torch
 
     if dry_run_cpu:
@@ -630,7 +656,7 @@ def gpu_part(args: argparse.Namespace, *, dry_run_cpu: bool) -> None:
     out = {
         "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]).replace(str(REPO) + "/", ""),
         "machine": {
-            **machine(),
+            **machine(load_at_start),
             "device": name,
             "cuda": torch.version.cuda,
             "peak_bf16_flops_per_second": peak,
