@@ -28,6 +28,14 @@ def test_shipped_studies_load(path: Path) -> None:
     assert cfg.storage_url.startswith("sqlite:///") and cfg.storage_url.endswith(f"studies/{cfg.family}.db")
 
 
+@pytest.mark.parametrize("path", sorted((REPO / "examples").rglob("study.yaml")), ids=lambda p: p.parent.name)
+def test_shipped_example_studies_load(path: Path) -> None:
+    # The example's world is built by its script, so only the config and space are checked here.
+    cfg = load_study_config(path, check_paths=False)
+    load_search_space(cfg.search_space_path, list(cfg.sources.new))
+    assert cfg.base_model_kind == "dir" and not cfg.trust_remote_code
+
+
 @pytest.mark.parametrize("path", sorted((REPO / "evaluators").rglob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_eval_tasks_load(path: Path) -> None:
     task = load_task(path, REPO)
