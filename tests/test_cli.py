@@ -53,6 +53,34 @@ def test_validate_reports_every_problem_of_every_file(tmp_path: Path) -> None:
     assert not any("Traceback" in ln for ln in lines)
 
 
+def test_validate_reads_every_data_file(tmp_path: Path) -> None:
+    world = tmp_path / "w"
+    (world / "models" / "v0").mkdir(parents=True)
+    for f, text in (
+        ("cycle1/mul.jsonl", '{"prompt": "1 * 1 =", "completion": " 1"}\n{"prompt": "2 * 1 ="}\n'),
+        ("cycle1/add_text.jsonl", '{"prompt": "sum of 1 and 1 is", "completion": " 2"}\n'),
+        ("replay/old.jsonl", "{not json\n"),
+    ):
+        (world / "data" / f).parent.mkdir(parents=True, exist_ok=True)
+        (world / "data" / f).write_text(text)
+    study = write_study(tmp_path / "s", world)
+    r = run("validate", str(study))
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    # Both bad sources at once, each with its file and line; the good one is not mentioned.
+    assert any("sources.new.mul:" in ln and "mul.jsonl:2: missing field(s) ['completion']" in ln for ln in lines)
+    assert any("sources.replay.old:" in ln and "old.jsonl:1: not valid JSON" in ln for ln in lines), lines
+    assert not any("add_text" in ln for ln in lines)
+    # With `bad_rows: skip` the bad row is counted, not fatal.
+    study.write_text(
+        study.read_text().replace("mul: {path: cycle1/mul.jsonl}", "mul: {path: cycle1/mul.jsonl, bad_rows: skip}")
+    )
+    (world / "data" / "replay" / "old.jsonl").write_text('{"prompt": "a", "completion": " b"}\n')
+    r = run("validate", str(study))
+    assert r.returncode == 0, r.stderr
+    assert "sources.new.mul: prompt/completion, 2 rows, 1 left out: 1 x missing field(s) ['completion']" in r.stdout
+
+
 BAD_CASES = {
     "inverted range in the space": ("space", "lora_rank: {type: int, low: 64, high: 8}", "space.yaml: lora_rank:"),
     "unknown key in the space": ("space", "lora_rnak: 8", "space.yaml: lora_rnak: unknown key"),

@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from recipe_opt.exceptions import ConfigError, RecipeOptError
+from recipe_opt.exceptions import ConfigError, ConfigProblem, RecipeOptError
 
 if TYPE_CHECKING:
     import optuna
@@ -197,6 +197,7 @@ def validate(
 
     problems: list[str] = []
     for path in files:
+        sources: list[str] = []
         try:
             raw = load_yaml_mapping(path)
             # A file is read as whichever schema shares more of its keys (studies win ties).
@@ -206,15 +207,24 @@ def validate(
                 space = load_search_space(cfg.search_space_path, list(cfg.sources.new))
                 ev = cfg.evaluation
                 names = [*ev.new_task.tasks, *(t for s in ev.retention for t in s.tasks)]
+                found: list[ConfigProblem] = []
                 try:
                     find_tasks(cfg.tasks_dir_path, names, cfg.data_root_path)
                 except EvaluationError as exc:
-                    raise ConfigError([ConfigProblem(str(path), "evaluation", str(exc))]) from None
+                    found.append(ConfigProblem(str(path), "evaluation", str(exc)))
+                # Every data file is read and parsed (no tokenizer: that needs the model), so a
+                # malformed row is found here, with its file and line, rather than at search time.
+                sources, data_problems = _check_sources(cfg, str(path))
+                found += data_problems
+                if found:
+                    raise ConfigError(found)
                 kind = f"study config ({len(cfg.sources.new)} new sources, {len(ev.retention)} retention suites)"
             else:
                 space = load_search_space(path, None)
                 kind = "search space"
             console.print(f"[green]ok[/] {escape(str(path))}: {kind}")
+            for line in sources:
+                console.print(f"    {escape(line)}")
             for name, domain in space.describe():
                 console.print(f"    {name:<18} {escape(domain)}")
         except ConfigError as exc:
@@ -225,6 +235,34 @@ def validate(
         err.print(f"[bold red]error:[/] {escape(line)}", soft_wrap=True)
     if problems:
         raise typer.Exit(2)
+
+
+def _check_sources(cfg: StudyConfig, source: str) -> tuple[list[str], list[ConfigProblem]]:
+    """Read every file source as the study would: one summary line each, or its problem."""
+    from recipe_opt.data import parse_rows, read_rows
+    from recipe_opt.exceptions import DataError
+
+    lines: list[str] = []
+    problems: list[ConfigProblem] = []
+    for group in ("new", "replay"):
+        for name, src in getattr(cfg.sources, group).items():
+            where = f"sources.{group}.{name}"
+            file = cfg.source_path(src)
+            if file is None:
+                lines.append(f"{where}: dataset {src.dataset} [{src.split}] (read when the study runs)")
+                continue
+            try:
+                parsed = parse_rows(
+                    name, read_rows(file), format=src.format, columns=src.columns, bad_rows=src.bad_rows
+                )
+            except DataError as exc:
+                problems.append(ConfigProblem(source, where, str(exc)))
+                continue
+            line = f"{where}: {parsed.format.replace('_', '/')}, {parsed.rows} rows"
+            if parsed.bad.total:
+                line += f", {parsed.bad.total} left out: {parsed.bad.summary()}"
+            lines.append(line)
+    return lines, problems
 
 
 # ---- search -----------------------------------------------------------------------------------
