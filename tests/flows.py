@@ -20,6 +20,20 @@ SPACE = (
     .replace("steps: {type: int, low: 200, high: 1000, step: 50}", "steps: {type: int, low: 100, high: 200, step: 50}")
 )
 INFORMED = "{name: random, initial_design: informed}"
+# Every plot of a study report with enough trials (div ids), as `write_report` names them.
+STUDY_REPORT_PLOTS = (
+    "pareto-front",
+    "retention",
+    "history",
+    "front-3d",
+    "importance-gain",
+    "importance-forgetting",
+    "importance-cost",
+    "slice-replay_ratio-forgetting",
+    "slice-lora_rank-cost",
+    "slice-peak_lr-gain",
+    "parallel",
+)
 
 
 def cli(*args: str, code: int = 0) -> subprocess.CompletedProcess[str]:

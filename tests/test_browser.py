@@ -19,7 +19,7 @@ from typing import Any
 import optuna
 import pytest
 
-from tests.flows import TwoCycles
+from tests.flows import STUDY_REPORT_PLOTS, TwoCycles
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
@@ -99,20 +99,7 @@ def rendered_plots(page: Any) -> dict[str, int]:
 def test_study_report_renders_every_view(browser: Any, two_cycles: TwoCycles, screenshots: Path) -> None:
     opened = open_report(browser, two_cycles.tmp / "out2" / "index.html")  # cycle 2: warm-started, applied
     plots = rendered_plots(opened.page)
-    expected = [
-        "pareto-front",
-        "retention",
-        "history",
-        "front-3d",
-        "importance-gain",
-        "importance-forgetting",
-        "importance-cost",
-        "slice-replay_ratio-forgetting",
-        "slice-lora_rank-cost",
-        "slice-peak_lr-gain",
-        "parallel",
-    ]
-    assert [p for p in expected if p not in plots] == [], plots
+    assert [p for p in STUDY_REPORT_PLOTS if p not in plots] == [], plots
     assert [p for p, drawn in plots.items() if drawn == 0] == [], plots
     # One bar per suite for base, proxy, full run, and v1 at its own release: 5 suites x 4.
     assert opened.page.locator("#retention .bars path").count() == 5 * 4

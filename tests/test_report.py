@@ -11,6 +11,7 @@ import pytest
 from recipe_opt.lineage import VersionInfo
 from recipe_opt.recipe import Adapter, Budget, Mixture, Recipe, Replay, Schedule
 from recipe_opt.report import write_report
+from tests.flows import STUDY_REPORT_PLOTS
 
 
 def _recipe(replay: float) -> Recipe:
@@ -169,20 +170,7 @@ def test_every_view_renders_from_a_real_study(tmp_path: Path) -> None:
         )
     study.set_user_attr("selection", {"trial_number": 3, "policy": "knee", "reason": "r"})
     html = write_report(study, tmp_path / "out").read_text()
-    for div in (
-        "pareto-front",
-        "retention",
-        "history",
-        "front-3d",
-        "importance-gain",
-        "importance-forgetting",
-        "importance-cost",
-        "slice-replay_ratio-forgetting",
-        "slice-lora_rank-cost",
-        "slice-peak_lr-gain",
-        "parallel",
-        "release-checklist",
-    ):
+    for div in (*STUDY_REPORT_PLOTS, "release-checklist"):
         assert f'id="{div}"' in html, div
     assert "not enough complete trials" not in html
     assert html.count("plotly.min.js") == 1  # plotly.js loaded once, from beside the page

@@ -111,6 +111,17 @@ class VersionInfo:
         entry = [d for d in self.decisions if d.action in ("release", "reject", "register")]
         return entry[-1] if entry else None
 
+    def task_scores(self, metric: str, *, cycle: str | None = None) -> dict[str, float]:
+        """`metric` per task over this version's stored evaluations (those of `cycle` only, if
+        given); a task scored in several evaluations keeps its first score."""
+        out: dict[str, float] = {}
+        for sc in self.evaluations:
+            if cycle is None or sc.cycle == cycle:
+                for task, metrics in sc.tasks.items():
+                    if metric in metrics:
+                        out.setdefault(task, float(metrics[metric]))
+        return out
+
 
 @dataclass(frozen=True)
 class FidelityPair:

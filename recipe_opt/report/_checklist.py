@@ -52,10 +52,7 @@ def release_suite_scores(version: VersionInfo, suites: dict[str, list[str]]) -> 
     d = version.decision
     if d is None or d.cycle is None:
         return {}
-    tasks: dict[str, float] = {}
-    for sc in version.evaluations:
-        if sc.cycle == d.cycle:
-            tasks.update({t: float(m[PRIMARY_METRIC]) for t, m in sc.tasks.items() if PRIMARY_METRIC in m})
+    tasks = version.task_scores(PRIMARY_METRIC, cycle=d.cycle)
     return {
         name: sum(tasks[t] for t in ts) / len(ts) for name, ts in suites.items() if ts and all(t in tasks for t in ts)
     }

@@ -261,14 +261,8 @@ def _version_task_scores(v: VersionInfo) -> dict[str, float]:
     """A version's primary score per task, as the lineage measured it at full fidelity: the
     evaluations of the cycle that produced it first, then those of later cycles it was a base of."""
     d = v.decision
-    own = d.cycle if d is not None else None
-    ordered = sorted(v.evaluations, key=lambda s: s.cycle != own)  # producing cycle first
-    out: dict[str, float] = {}
-    for sc in ordered:
-        for task, metrics in sc.tasks.items():
-            if task not in out and PRIMARY_METRIC in metrics:
-                out[task] = float(metrics[PRIMARY_METRIC])
-    return out
+    own = v.task_scores(PRIMARY_METRIC, cycle=d.cycle) if d is not None and d.cycle is not None else {}
+    return {**v.task_scores(PRIMARY_METRIC), **own}  # the producing cycle's scores win
 
 
 def _skills_figure(versions: list[VersionInfo]) -> Any:
