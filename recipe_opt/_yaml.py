@@ -68,7 +68,8 @@ def problems_from_validation_error(source: str, exc: ValidationError) -> list[Co
             message = err["msg"]
             if message.startswith("Value error, "):
                 message = message[len("Value error, ") :]
-            if "input" in err and kind not in ("model_type", "dict_type") and message:
+            # A validator's own message that already shows the value ("..., but got ...") is complete.
+            if "input" in err and kind not in ("model_type", "dict_type") and message and "but got" not in message:
                 shown = repr(err["input"])
                 if len(shown) <= 60 and shown not in message:
                     message += f" (got {shown})"

@@ -104,7 +104,9 @@ def test_out_of_memory_fails_the_trial_not_the_study(tiny_world: Path, tmp_path:
     runner = runner_for(write_study(tmp_path, tiny_world, name="oom", n_trials=3), reporter)
     study = runner.run()
     states = [t.state.name for t in study.trials]
-    assert states == ["COMPLETE", "FAIL", "COMPLETE"]
+    # The failure does not count towards the budget: a fourth trial brings the study to 3 finished.
+    assert states == ["COMPLETE", "FAIL", "COMPLETE", "COMPLETE"]
+    assert runner.outcome.failed == 1 and runner.outcome.stopped == "budget"
     reason = study.trials[1].user_attrs[ATTR_FAILURE]
     assert reason.startswith(type(error).__name__) and str(error) in reason
     assert state_checksum(runner.base.model) == runner.base_checksum  # the adapter was unloaded
@@ -173,7 +175,7 @@ def test_max_cost_stops_the_study(tiny_world: Path, tmp_path: Path) -> None:
     assert r.returncode == 0, r.stdout + r.stderr
     study = optuna.load_study(study_name="budget", storage=f"sqlite:///{tmp_path / 'demo.db'}")
     assert len(study.trials) < 20
-    assert "reached --max-cost 0.001: stopping" in r.stdout
+    assert "reached max cost 0.001: stopping" in r.stdout
 
 
 def test_informed_design_runs_first(tiny_world: Path, tmp_path: Path) -> None:

@@ -79,13 +79,32 @@ def _quiet_libraries() -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
+STORAGE_ENV = "RECIPE_OPT_STORAGE"
+StorageOption = Annotated[
+    str | None,
+    typer.Option(
+        "--storage",
+        envvar=STORAGE_ENV,
+        show_envvar=True,
+        show_default=False,
+        help="Database URL of the study and the lineage store (overrides the config's `storage:`). "
+        f"Read from ${STORAGE_ENV} when not given: that keeps a password out of the process list.",
+    ),
+]
+
+
 def _load(
-    config: Path, *, sampler: str | None = None, early_stopping: bool | None = None
+    config: Path,
+    *,
+    sampler: str | None = None,
+    early_stopping: bool | None = None,
+    storage: str | None = None,
+    migrate: bool = True,
 ) -> tuple[StudyConfig, SearchSpace]:
     from recipe_opt.config import load_study_config
     from recipe_opt.space import load_search_space
 
-    cfg = load_study_config(config)
+    cfg = load_study_config(config, storage=storage)
     if sampler is not None:
         from recipe_opt.config import SamplerConfig
         from recipe_opt.exceptions import ConfigError
@@ -105,7 +124,7 @@ def _load(
     if cfg.base_model_kind != "dir":  # a lineage reference or hub id: a local directory from here on
         from recipe_opt.study import resolve_base_model
 
-        cfg = resolve_base_model(cfg)
+        cfg = resolve_base_model(cfg, migrate=migrate)
     return cfg, space
 
 
@@ -269,9 +288,9 @@ def _check_sources(cfg: StudyConfig, source: str) -> tuple[list[str], list[Confi
 class _RichReporter:
     """Renders study progress: a bar over trials and one over the running trial's steps."""
 
-    def __init__(self, progress: Any, n_trials: int | None) -> None:
+    def __init__(self, progress: Any, n_trials: int | None, *, trials: bool = True) -> None:
         self.progress = progress
-        self.trials_task = progress.add_task("trials", total=n_trials)
+        self.trials_task = progress.add_task("trials", total=n_trials, visible=trials)
         self.steps_task = progress.add_task("proxy training", total=1, visible=False)
 
     def phase(self, message: str) -> None:
@@ -301,9 +320,10 @@ class _RichReporter:
             vals = escape(summary.reason or "")
             colour = "yellow" if summary.state == "PRUNED" else "red"
         recipe = escape(summary.recipe.summary()) if summary.recipe else ""
+        where = f"{escape(summary.worker)}, " if summary.worker else ""
         self.progress.console.print(
             f"[{colour}]trial {summary.number:>3} {summary.state:<8}[/] {vals}  "
-            f"[dim]({summary.seconds:.1f} s) {recipe}[/]",
+            f"[dim]({where}{summary.seconds:.1f} s) {recipe}[/]",
             soft_wrap=True,
         )
 
@@ -373,12 +393,12 @@ def _trial_summary(study: optuna.Study) -> tuple[dict[str, int], list[str]]:
 
     import optuna
 
-    from recipe_opt.study import ATTR_FAILURE
+    from recipe_opt.study import failure_reason
 
     counts = {s.name: len(study.get_trials(deepcopy=False, states=(s,))) for s in optuna.trial.TrialState}
     reasons: collections.Counter[str] = collections.Counter()
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL, optuna.trial.TrialState.PRUNED)):
-        reason = str(t.user_attrs.get(ATTR_FAILURE, "no reason recorded"))
+        reason = failure_reason(t) or "no reason recorded"
         # Group "stopped early: dominated by 3 of 7 ..." lines by their kind, keep the rest whole.
         key = reason.split(" by ")[0] if reason.startswith("stopped early") else reason
         reasons[f"{t.state.name.lower()}: {key}"] += 1
@@ -445,98 +465,209 @@ def write_reports(cfg: StudyConfig, study: optuna.Study, *, indent: str = "") ->
             console.print(f"{indent}family report: {escape(str(fam))} (every cycle of {escape(cfg.family)})")
 
 
+SamplerOption = Annotated[str | None, typer.Option(help="Override the config's sampler: tpe, gp, nsga2, random, qmc.")]
+EarlyStoppingOption = Annotated[
+    bool | None, typer.Option("--early-stopping/--no-early-stopping", help="Override rung-based early stopping.")
+]
+TimeoutOption = Annotated[float | None, typer.Option(min=1, help="Stop starting trials after this many seconds.")]
+MaxCostOption = Annotated[
+    float | None,
+    typer.Option("--max-cost", min=0, help="Stop once the study's summed proxy compute passes this many TFLOP."),
+]
+NTrialsOption = Annotated[
+    int | None,
+    typer.Option("--n-trials", min=1, help="Total finished trials the study is to reach (overrides the config)."),
+]
+WarmStartOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--warm-start",
+        help="Seed a new study from earlier cycles: `auto` (the cycle that produced the base version), "
+        "a study name (repeatable), or `none`. Overrides the config's warm_start.studies.",
+    ),
+]
+WarmStartPriorsOption = Annotated[
+    bool | None,
+    typer.Option(
+        "--warm-start-priors/--no-warm-start-priors",
+        help="Also add the source studies' complete trials as prior observations for the sampler.",
+    ),
+]
+
+
+def _warm_plan(cfg: StudyConfig, space: SearchSpace, warm_start: list[str] | None, priors: bool | None) -> Any:
+    """The warm-start planner `StudyRunner.prepare` calls for a new study, or None."""
+    sources = cfg.warm_start.studies if warm_start is None else [w for w in warm_start if w != "none"]
+    if "auto" in sources and len(sources) > 1:
+        raise _fail(ConfigError.single("--warm-start", "", f"`auto` stands alone, but got {sources}"))
+    with_priors = cfg.warm_start.priors if priors is None else priors
+    if not sources:
+        return None
+
+    def plan() -> Any:
+        from recipe_opt.lineage import LineageStore
+        from recipe_opt.study import plan_warm_start
+
+        with LineageStore(cfg.storage_url) as store:
+            return plan_warm_start(
+                cfg, space, sources, store=store, max_recipes=cfg.warm_start.max_recipes, priors=with_priors
+            )
+
+    return plan
+
+
+def _threads() -> int:
+    """Torch threads: OMP_NUM_THREADS when set (`search --workers N` splits the cores), else all."""
+    try:
+        return max(1, int(os.environ["OMP_NUM_THREADS"]))
+    except (KeyError, ValueError):
+        return max(1, os.cpu_count() or 1)
+
+
+def _stop_on_sigterm() -> None:
+    """SIGTERM (`kill`, Kubernetes stopping a pod) stops like Ctrl-C: the running trial is failed
+    with its reason and queued again, and the process exits."""
+    import signal
+
+    def handler(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # one stop is enough; let the cleanup finish
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def _progress() -> Any:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
+    )
+
+
 @app.command()
 def search(
     config: Annotated[Path, typer.Argument(help="Study config YAML (e.g. studies/demo.yaml).")],
-    n_trials: Annotated[
+    n_trials: NTrialsOption = None,
+    timeout: TimeoutOption = None,
+    max_cost: MaxCostOption = None,
+    sampler: SamplerOption = None,
+    early_stopping: EarlyStoppingOption = None,
+    warm_start: WarmStartOption = None,
+    warm_start_priors: WarmStartPriorsOption = None,
+    workers: Annotated[
         int | None,
-        typer.Option("--n-trials", min=1, help="Total finished trials to reach (overrides the config)."),
-    ] = None,
-    timeout: Annotated[float | None, typer.Option(min=1, help="Stop starting trials after this many seconds.")] = None,
-    max_cost: Annotated[
-        float | None,
-        typer.Option("--max-cost", min=0, help="Stop once the study's summed proxy compute passes this many TFLOP."),
-    ] = None,
-    sampler: Annotated[
-        str | None, typer.Option(help="Override the config's sampler: tpe, gp, nsga2, random, qmc.")
-    ] = None,
-    early_stopping: Annotated[
-        bool | None, typer.Option("--early-stopping/--no-early-stopping", help="Override rung-based early stopping.")
-    ] = None,
-    warm_start: Annotated[
-        list[str] | None,
         typer.Option(
-            "--warm-start",
-            help="Seed a new study from earlier cycles: `auto` (the cycle that produced the base version), "
-            "a study name (repeatable), or `none`. Overrides the config's warm_start.studies.",
+            "--workers",
+            min=1,
+            max=64,
+            help="Run trials in N worker processes on this machine, one per GPU where there are GPUs "
+            "(CUDA_VISIBLE_DEVICES pinned per worker). Needs a server database (--storage postgresql://...).",
         ),
     ] = None,
-    warm_start_priors: Annotated[
-        bool | None,
-        typer.Option(
-            "--warm-start-priors/--no-warm-start-priors",
-            help="Also add the source studies' complete trials as prior observations for the sampler.",
-        ),
-    ] = None,
+    storage: StorageOption = None,
     report: Annotated[bool, typer.Option(help="Write the HTML report when the search ends.")] = True,
 ) -> None:
     """Run (or resume) the study: proxy fine-tunes scored by gain, forgetting and cost.
 
     Exit status: 0 when a recipe was selected and no trial failed; 3 when a recipe was selected
-    but some trials failed (the summary says why); 1 when nothing could be selected; 2 on bad input.
+    but some trials failed (the summary says why); 1 when nothing could be selected; 2 on bad input;
+    130 when interrupted (finished trials are kept: the same command resumes).
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     try:
-        cfg, space = _load(config, sampler=sampler, early_stopping=early_stopping)
+        cfg, space = _load(config, sampler=sampler, early_stopping=early_stopping, storage=storage)
     except RecipeOptError as exc:
         raise _fail(exc) from None
+    devices: list[str] = []
+    if workers is not None:
+        from recipe_opt.cli._workers import visible_devices
+        from recipe_opt.study import is_server_url
+
+        if not is_server_url(cfg.storage_url):
+            raise _fail(
+                ConfigError.single(
+                    "--workers",
+                    "",
+                    f"worker processes share the study through a database server, but the storage is "
+                    f"{cfg.storage_display} (SQLite serialises writers: 'database is locked', optuna#820); "
+                    "use --storage postgresql://...",
+                )
+            )
+        devices = visible_devices()
+        if devices and workers > len(devices):
+            raise _fail(
+                ConfigError.single(
+                    "--workers",
+                    "",
+                    f"one trial per GPU: `workers <= GPUs` must hold, but got (workers={workers}, "
+                    f"GPUs={len(devices)}: {','.join(devices)})",
+                )
+            )
+    plan = _warm_plan(cfg, space, warm_start, warm_start_priors)
     _quiet_libraries()
     import torch
 
-    from recipe_opt.study import StudyRunner, proxy_compute
+    from recipe_opt.study import StudyRunner
 
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    torch.set_num_threads(_threads())
+    _stop_on_sigterm()
     started = time.perf_counter()
-    warm_sources = cfg.warm_start.studies if warm_start is None else [w for w in warm_start if w != "none"]
-    if "auto" in warm_sources and len(warm_sources) > 1:
-        raise _fail(ConfigError.single("--warm-start", "", f"`auto` stands alone, but got {warm_sources}"))
-    priors = cfg.warm_start.priors if warm_start_priors is None else warm_start_priors
     target = n_trials or cfg.trials.n_trials
+    where = ""
+    if workers is not None:
+        where = f", {workers} workers on " + (f"GPUs {','.join(devices[:workers])}" if devices else "CPU")
     console.print(
         f"study [bold]{cfg.name}[/]: {target or 'unbounded'} trials, sampler {cfg.sampler.name}, "
         f"early stopping {'on' if cfg.early_stopping.enabled else 'off'}, objectives {', '.join(cfg.objectives)}, "
-        f"storage {escape(cfg.storage_display)}"
+        f"storage {escape(cfg.storage_display)}{where}"
     )
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-    ) as progress:
+    with _progress() as progress:
         reporter = _RichReporter(progress, target)
         runner = StudyRunner(cfg, space, reporter)
-
-        def plan() -> Any:
-            from recipe_opt.lineage import LineageStore
-            from recipe_opt.study import plan_warm_start
-
-            with LineageStore(cfg.storage_url) as store:
-                return plan_warm_start(
-                    cfg, space, warm_sources, store=store, max_recipes=cfg.warm_start.max_recipes, priors=priors
-                )
-
         try:
-            study = runner.run(
-                n_trials=n_trials, timeout=timeout, max_cost=max_cost, warm_start=plan if warm_sources else None
-            )
+            if workers is None:
+                study = runner.run(n_trials=n_trials, timeout=timeout, max_cost=max_cost, warm_start=plan)
+            else:
+                from recipe_opt.cli._workers import run_local_workers
+
+                study = runner.prepare(n_trials=n_trials, warm_start=plan)
+                runner.release()  # the workers load their own copies; the GPUs are theirs now
+                passthrough = _passthrough(sampler, early_stopping, timeout, max_cost)
+                code = run_local_workers(cfg, config, study, workers, devices, passthrough, reporter)
+                if code is not None:
+                    raise typer.Exit(code)
         except RecipeOptError as exc:
             raise _fail(exc) from None
         except KeyboardInterrupt:
             progress.stop()
-            err.print("interrupted: finished trials are stored; run the same command again to resume")
+            err.print(
+                "interrupted: finished trials are stored, a running trial was failed and queued again; "
+                "run the same command again to resume"
+            )
             raise typer.Exit(130) from None
+    _finish_search(cfg, space, config, study, runner, started, report)
+
+
+def _passthrough(
+    sampler: str | None, early_stopping: bool | None, timeout: float | None, max_cost: float | None
+) -> list[str]:
+    """The search options a worker process must share with its coordinator."""
+    args: list[str] = []
+    if sampler is not None:
+        args += ["--sampler", sampler]
+    if early_stopping is not None:
+        args.append("--early-stopping" if early_stopping else "--no-early-stopping")
+    if timeout is not None:
+        args += ["--timeout", str(timeout)]
+    if max_cost is not None:
+        args += ["--max-cost", str(max_cost)]
+    return args
+
+
+def _finish_search(
+    cfg: StudyConfig, space: SearchSpace, config: Path, study: optuna.Study, runner: Any, started: float, report: bool
+) -> None:
+    from recipe_opt.study import proxy_compute
+
     counts, reasons = _trial_summary(study)
     failed_now = sum(
         t.state.name == "FAIL" for t in study.get_trials(deepcopy=False) if t.number >= runner.first_new_trial
@@ -565,6 +696,119 @@ def search(
 
 
 @app.command()
+def prepare(
+    config: Annotated[Path, typer.Argument(help="Study config YAML.")],
+    storage: StorageOption = None,
+    n_trials: NTrialsOption = None,
+    warm_start: WarmStartOption = None,
+    warm_start_priors: WarmStartPriorsOption = None,
+) -> None:
+    """Create the study for workers: tables, queued recipes, base-model scores, trial budget.
+
+    Run once, before any `recipe-opt worker` (workers never create tables: concurrent first-time
+    creation is a known Optuna failure). Running it again on a prepared study only updates the
+    budget (`--n-trials`). Exit status 2 on bad input, with nothing written.
+    """
+    try:
+        cfg, space = _load(config, storage=storage)
+    except RecipeOptError as exc:
+        raise _fail(exc) from None
+    plan = _warm_plan(cfg, space, warm_start, warm_start_priors)
+    _quiet_libraries()
+    import optuna
+    import torch
+
+    from recipe_opt.study import ATTR_BUDGET, StudyRunner, count_trials
+
+    torch.set_num_threads(_threads())
+    with _progress() as progress:
+        runner = StudyRunner(cfg, space, _RichReporter(progress, None, trials=False))
+        try:
+            study = runner.prepare(n_trials=n_trials, warm_start=plan)
+        except RecipeOptError as exc:
+            raise _fail(exc) from None
+    finished, running = count_trials(study)
+    queued = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)))
+    budget = study.user_attrs.get(ATTR_BUDGET)
+    console.print(
+        f"study [bold]{cfg.name}[/] is ready in {escape(cfg.storage_display)}: budget "
+        f"{budget if budget is not None else 'unbounded'} finished trials, {finished} finished, {running} running, "
+        f"{queued} queued; base model scored"
+    )
+    console.print(
+        f"next: start workers, each with `recipe-opt worker {escape(str(config))}` and the storage in "
+        f"${STORAGE_ENV} (or --storage); then `recipe-opt select {escape(str(config))}`"
+    )
+
+
+@app.command()
+def worker(
+    config: Annotated[Path, typer.Argument(help="Study config YAML (the same file `prepare` used).")],
+    storage: StorageOption = None,
+    worker_id: Annotated[
+        str | None,
+        typer.Option(
+            "--worker-id",
+            envvar="RECIPE_OPT_WORKER_ID",
+            help="A label recorded with each trial this worker runs (default: HOST-PID); also seeds its "
+            "sampler, so give each worker its own.",
+        ),
+    ] = None,
+    sampler: SamplerOption = None,
+    early_stopping: EarlyStoppingOption = None,
+    timeout: TimeoutOption = None,
+    max_cost: MaxCostOption = None,
+) -> None:
+    """Join a prepared study and run its trials until the study's budget is spent.
+
+    Any number of workers, on any machines, may share one study on a server database. A worker
+    killed outright leaves its trial to be failed and retried by another once its heartbeat is
+    older than `workers.grace_period`; SIGINT/SIGTERM fail the running trial, queue it again and
+    stop. Exit status: 0 when the budget is spent (or --timeout/--max-cost stop it); 1 after
+    `workers.max_consecutive_failures` failed trials in a row; 2 on bad input or an unprepared
+    study; 130 when stopped by a signal.
+    """
+    try:
+        cfg, space = _load(config, sampler=sampler, early_stopping=early_stopping, storage=storage, migrate=False)
+    except RecipeOptError as exc:
+        raise _fail(exc) from None
+    _quiet_libraries()
+    import torch
+
+    from recipe_opt.study import ATTR_BUDGET, StudyRunner, WorkerInfo, count_trials
+
+    torch.set_num_threads(_threads())
+    _stop_on_sigterm()
+    info = WorkerInfo(worker_id or WorkerInfo.default_id())
+    with _progress() as progress:
+        reporter = _RichReporter(progress, None)
+        runner = StudyRunner(cfg, space, reporter)
+        try:
+            study = runner.attach(info)
+            budget = study.user_attrs.get(ATTR_BUDGET)
+            progress.update(reporter.trials_task, description="trials run here")
+            progress.console.print(
+                f"worker [bold]{escape(info.id)}[/] joins study [bold]{cfg.name}[/] on "
+                f"{escape(cfg.storage_display)} (budget {budget}, GPUs: {info.devices})"
+            )
+            outcome = runner.work(study, timeout=timeout, max_cost=max_cost, worker=info)
+        except RecipeOptError as exc:
+            raise _fail(exc) from None
+        except KeyboardInterrupt:
+            progress.stop()
+            err.print(f"worker {escape(info.id)} stopped: its running trial, if any, was failed and queued again")
+            raise typer.Exit(130) from None
+    finished, running = count_trials(study)
+    console.print(
+        f"worker {escape(info.id)}: {outcome.complete} complete, {outcome.pruned} pruned, {outcome.failed} failed"
+        + (f", {outcome.lost} dropped (failed as lost meanwhile)" if outcome.lost else "")
+        + f"; study at {finished}/{budget} finished, {running} running; stopped: {outcome.stopped}"
+    )
+    if outcome.stopped == "failures":
+        raise typer.Exit(1)
+
+
+@app.command()
 def select(
     config: Annotated[Path, typer.Argument(help="Study config YAML of a study that has run.")],
     policy: Annotated[str | None, typer.Option(help="gain-within-gates (default), knee, or utility.")] = None,
@@ -574,6 +818,7 @@ def select(
     ] = None,
     top_k: Annotated[int | None, typer.Option("--top-k", min=1, help="Candidates to re-run.")] = None,
     report: Annotated[bool, typer.Option(help="Rewrite the HTML report.")] = True,
+    storage: StorageOption = None,
 ) -> None:
     """Re-select the recipe of a finished study under a policy, without running new trials.
 
@@ -587,7 +832,7 @@ def select(
         )
     parsed = _parse_weights(weights)
     try:
-        cfg, space = _load(config)
+        cfg, space = _load(config, storage=storage)
     except RecipeOptError as exc:
         raise _fail(exc) from None
     _quiet_libraries()
@@ -623,14 +868,16 @@ def _existing_study(cfg: StudyConfig, config: Path) -> optuna.Study:
 
 
 @app.command("report")
-def report_cmd(config: Annotated[Path, typer.Argument(help="Study config YAML.")]) -> None:
+def report_cmd(
+    config: Annotated[Path, typer.Argument(help="Study config YAML.")], storage: StorageOption = None
+) -> None:
     """(Re)write the HTML report of a study from its storage, without running trials.
 
     Also rewrites the family's cross-cycle report (`reports/<family>-lineage/`)."""
     from recipe_opt.config import load_study_config
 
     try:
-        cfg = load_study_config(config, check_paths=False)
+        cfg = load_study_config(config, check_paths=False, storage=storage)
     except RecipeOptError as exc:
         raise _fail(exc) from None
     study = _existing_study(cfg, config)
@@ -642,12 +889,13 @@ def dashboard(
     config: Annotated[Path, typer.Argument(help="Study config YAML of a study that has run.")],
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8080,
+    storage: StorageOption = None,
 ) -> None:
     """Open optuna-dashboard on the study's storage (it is Optuna's own RDB storage); Ctrl-C stops it."""
     from recipe_opt.config import load_study_config
 
     try:
-        cfg = load_study_config(config, check_paths=False)
+        cfg = load_study_config(config, check_paths=False, storage=storage)
     except RecipeOptError as exc:
         raise _fail(exc) from None
     _existing_study(cfg, config)

@@ -16,6 +16,7 @@ from recipe_opt.config._study import (
     SuiteConfig,
     TrialBudget,
     WarmStartConfig,
+    WorkersConfig,
     load_study_config,
     masked_url,
 )
@@ -36,6 +37,7 @@ __all__ = [
     "SuiteConfig",
     "TrialBudget",
     "WarmStartConfig",
+    "WorkersConfig",
     "load_study_config",
     "masked_url",
 ]

@@ -31,6 +31,7 @@ __all__ = [
     "SuiteConfig",
     "TrialBudget",
     "WarmStartConfig",
+    "WorkersConfig",
     "load_study_config",
     "masked_url",
 ]
@@ -302,6 +303,37 @@ class ApplyConfig(_Model):
         return v
 
 
+class WorkersConfig(_Model):
+    """How workers sharing one study (`recipe-opt worker`, `search --workers N`) keep it honest.
+
+    Heartbeats are on for server databases (PostgreSQL, MySQL): each running trial's worker stamps
+    it every `heartbeat_interval` s; a trial silent for `grace_period` s (its worker was killed, its
+    machine lost) is failed by the next worker that looks and re-queued with the same recipe, at
+    most `max_retry` times. The grace period must outlast a stalled storage round-trip, not a trial:
+    trials of any length keep stamping while they run.
+    """
+
+    heartbeat_interval: int = Field(default=10, ge=1, description="Seconds between a running trial's heartbeats.")
+    grace_period: int = Field(
+        default=60, ge=2, description="Seconds without a heartbeat after which a trial is failed and retried."
+    )
+    max_retry: int = Field(default=2, ge=0, description="Times one recipe is retried after its worker was lost.")
+    max_consecutive_failures: int = Field(
+        default=5,
+        ge=1,
+        description="A worker stops after this many of its own trials fail in a row (a broken setup, not bad luck).",
+    )
+
+    @model_validator(mode="after")
+    def _grace(self) -> WorkersConfig:
+        if self.grace_period <= self.heartbeat_interval:
+            raise ValueError(
+                "`grace_period > heartbeat_interval` must hold, but got "
+                f"(grace_period={self.grace_period}, heartbeat_interval={self.heartbeat_interval})"
+            )
+        return self
+
+
 class StudyConfig(_Model):
     name: str = Field(description="Study name (letters, digits, . _ -).")
     family: str = Field(default="demo", description="Model family in the lineage store.")
@@ -329,6 +361,7 @@ class StudyConfig(_Model):
     early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
     warm_start: WarmStartConfig = Field(default_factory=WarmStartConfig)
     apply: ApplyConfig = Field(default_factory=ApplyConfig)
+    workers: WorkersConfig = Field(default_factory=WorkersConfig)
     seed: int = 0
     storage: str | None = Field(
         default=None,
@@ -351,9 +384,7 @@ class StudyConfig(_Model):
         suites = [s.name for s in self.evaluation.retention]
         unknown = sorted(set(self.gates.max_forgetting_per_suite) - set(suites))
         if unknown:
-            raise ValueError(
-                f"gates.max_forgetting_per_suite names unknown retention suite(s) {unknown}; known: {suites}"
-            )
+            raise ValueError(f"gates.max_forgetting_per_suite: unknown retention suite(s) {unknown}; known: {suites}")
         return self
 
     @field_validator("objectives")
@@ -452,8 +483,8 @@ def masked_url(url: str) -> str:
 
     try:
         return make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return "<unparseable storage URL>"
+    except Exception:  # not parseable as a URL: mask what looks like `user:password@`
+        return re.sub(r"^((?:[^:/@]*://)?[^/:@]*:)[^@]*@", r"\1***@", url)
 
 
 def _path_problems(cfg: StudyConfig, source: str) -> list[ConfigProblem]:
@@ -468,7 +499,8 @@ def _path_problems(cfg: StudyConfig, source: str) -> list[ConfigProblem]:
     for group in ("new", "replay"):
         for name, src in getattr(cfg.sources, group).items():
             file = cfg.source_path(src)
-            if file is not None:
+            # Below a missing data_root every file is missing too: that is one problem, not one per file.
+            if file is not None and (Path(str(src.path)).is_absolute() or cfg.data_root_path.is_dir()):
                 checks.append((f"sources.{group}.{name}.path", file, "file"))
     for field, path, kind in checks:
         ok = path.is_dir() if kind == "dir" else path.is_file()
@@ -480,16 +512,59 @@ def _path_problems(cfg: StudyConfig, source: str) -> list[ConfigProblem]:
             elif field == "base_model":  # v0 comes from `demo init`, later versions from `apply`
                 hint = f" (run `recipe-opt demo init`, or `apply` of the cycle producing {cfg.base_version}?)"
             problems.append(ConfigProblem(source, field, f"{what} not found: {path}{hint}"))
-    url = cfg.storage_url
-    if not re.match(r"^[a-z][a-z0-9+]*://", url):
-        problems.append(ConfigProblem(source, "storage", f"not a database URL: {masked_url(url)!r}"))
+    storage = _storage_problem(cfg.storage_url)
+    if storage:
+        problems.append(ConfigProblem(source, "storage", storage))
     return problems
 
 
-def load_study_config(path: str | Path, *, check_paths: bool = True) -> StudyConfig:
-    """Load and validate a study YAML; raises `ConfigError` with every problem found."""
+def _storage_problem(url: str) -> str | None:
+    """What is wrong with a storage URL that can be told without connecting: its form, its
+    dialect, its driver, a SQLite file's directory. None if nothing is."""
+    from sqlalchemy.engine import make_url
+
+    shown = masked_url(url)
+    if not re.match(r"^[a-z][a-z0-9+]*://", url):
+        return f"not a database URL (dialect+driver://user:password@host:port/database), but got {shown!r}"
+    try:
+        parsed = make_url(url)
+    except Exception as exc:  # a port that is not a number, ...
+        reason = _scrub(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__, url)
+        return f"not a valid database URL ({reason}), but got {shown!r}"
+    try:
+        dialect = parsed.get_dialect()
+    except Exception:  # sqlalchemy.exc.NoSuchModuleError: no such dialect
+        return (
+            f"unknown database dialect {parsed.drivername!r} (SQLAlchemy's: sqlite, postgresql, mysql, ...), "
+            f"but got {shown!r}"
+        )
+    try:
+        dialect.import_dbapi()
+    except ImportError as exc:
+        return f"the database driver for {parsed.drivername!r} is not installed ({exc}); got {shown!r}"
+    if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
+        parent = Path(parsed.database).parent
+        if not parent.is_dir():
+            return f"directory not found: {parent} (for the SQLite database {parsed.database})"
+    return None
+
+
+def _scrub(text: str, url: str) -> str:
+    """`text` without the URL's password, should the text quote the URL."""
+    m = re.search(r"^(?:[^:/@]*://)?[^/:@]*:([^@]*)@", url)
+    return text.replace(m.group(1), "***") if m and m.group(1) else text
+
+
+def load_study_config(path: str | Path, *, check_paths: bool = True, storage: str | None = None) -> StudyConfig:
+    """Load and validate a study YAML; raises `ConfigError` with every problem found.
+
+    `storage` (the CLI's `--storage` / `RECIPE_OPT_STORAGE`) replaces the file's `storage:` key and
+    is checked as that key would be.
+    """
     source = str(path)
     raw: dict[str, Any] = load_yaml_mapping(path)
+    if storage is not None:
+        raw["storage"] = storage
     cfg = validate_model(StudyConfig, raw, source)
     cfg = cfg.model_copy(update={"config_path": Path(path).resolve()})
     if check_paths:

@@ -116,15 +116,21 @@ def read_rows(
         raise DataError(f"{p}: data file not found")
     suffix = p.suffix.lower()
     if suffix in (".jsonl", ".ndjson"):
-        yield from _jsonl_rows(p)
+        rows = _jsonl_rows(p)
     elif suffix == ".json":
-        yield from _json_rows(p)
+        rows = _json_rows(p)
     elif suffix == ".parquet":
-        yield from _parquet_rows(p)
+        rows = _parquet_rows(p)
     elif suffix == ".csv":
-        yield from _csv_rows(p)
+        rows = _csv_rows(p)
     else:
         raise DataError(f"{p}: unknown data file type {suffix!r}; use one of {', '.join(FILE_SUFFIXES)}")
+    n = 0
+    for item in rows:
+        n += 1
+        yield item
+    if n == 0:  # named here, where the file is known, rather than by source name in parse_rows
+        raise DataError(f"{p}: holds no rows (the file is empty)")
 
 
 @dataclass(frozen=True)
@@ -239,6 +245,16 @@ def parse_rows(
             reason = raw.message
         elif not isinstance(raw, Mapping):
             reason = "not an object (a row must map field names to values)"
+        elif absent := [theirs for theirs in rename if theirs not in raw]:
+            # A mapped column the row lacks: never fall back on a column of our own name. Absent
+            # from the first row, it is the mapping that is wrong (as for format detection).
+            if n == 1:
+                mapped = ", ".join(f"{rename[t]}: {t}" for t in absent)
+                raise DataError(
+                    f"{where}: `columns: {{{mapped}}}` names column(s) {absent} the data does not have, "
+                    f"but got the fields {sorted(raw)}"
+                )
+            reason = f"missing column(s) {absent} named in `columns:`"
         else:
             row: dict[str, Any] = {rename.get(str(k), str(k)): v for k, v in raw.items()}
             if fmt is None:

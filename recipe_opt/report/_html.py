@@ -18,10 +18,11 @@ from recipe_opt.recipe import Recipe
 from recipe_opt.report._checklist import release_checklist, release_suite_scores, study_suites, write_summary
 from recipe_opt.study import (
     ATTR_BASE_EVAL,
-    ATTR_FAILURE,
     ATTR_METRICS,
     ATTR_ORIGIN,
     ATTR_RECIPE,
+    ATTR_WORKER,
+    failure_reason,
     is_feasible,
     is_prior,
     pareto_front,
@@ -162,8 +163,17 @@ def _table(study: optuna.Study) -> str:
         summary = t.user_attrs.get("summary")
         if summary is None and ATTR_RECIPE in t.user_attrs:
             summary = Recipe.from_dict(t.user_attrs[ATTR_RECIPE]).summary()
-        # Where the trial came from (warm start, prior observation) and why it failed, if it did.
-        note = "; ".join(str(t.user_attrs[k]) for k in (ATTR_ORIGIN, ATTR_FAILURE) if t.user_attrs.get(k))
+        # Where the trial came from (warm start, prior observation, a lost worker's retry), why it
+        # failed if it did, and which worker ran it when several did.
+        retry_of = t.system_attrs.get("failed_trial")
+        worker = (t.user_attrs.get(ATTR_WORKER) or {}).get("id")
+        parts = (
+            t.user_attrs.get(ATTR_ORIGIN),
+            None if retry_of is None else f"retry of trial {retry_of}",
+            failure_reason(t),
+            None if worker in (None, "main") else f"worker {worker}",
+        )
+        note = "; ".join(str(n) for n in parts if n)
         state = "QUEUED" if t.state == optuna.trial.TrialState.WAITING else t.state.name
         cells = [
             str(t.number),

@@ -1,6 +1,7 @@
 """The Optuna study: trials of proxy fine-tunes, selection, and the records they leave."""
 
 from recipe_opt.study._apply import ApplyResult, FullRun, ReleaseCheck, apply_selected, release_checks, run_full
+from recipe_opt.study._attrs import ATTR_BUDGET, ATTR_WORKER
 from recipe_opt.study._fidelity import FidelityReport, fidelity_report, spearman
 from recipe_opt.study._runner import (
     ATTR_BASE_EVAL,
@@ -35,34 +36,52 @@ from recipe_opt.study._select import (
     weights_fingerprint,
 )
 from recipe_opt.study._warm import WarmStart, plan_warm_start
+from recipe_opt.study._workers import (
+    LoopOutcome,
+    TrialLoop,
+    WorkerInfo,
+    count_trials,
+    failure_reason,
+    is_server_url,
+    open_storage,
+)
 
 __all__ = [
     "ATTR_BASE_EVAL",
+    "ATTR_BUDGET",
     "ATTR_FAILURE",
     "ATTR_METRICS",
     "ATTR_ORIGIN",
     "ATTR_PROXY_TFLOPS",
     "ATTR_RECIPE",
     "ATTR_RUNGS",
+    "ATTR_WORKER",
     "POLICY_RULES",
     "ApplyResult",
     "FidelityReport",
     "FullRun",
+    "LoopOutcome",
     "Measurement",
     "ReleaseCheck",
     "SearchReporter",
     "SelectedRecipe",
     "StudyRunner",
+    "TrialLoop",
     "TrialSummary",
     "WarmStart",
+    "WorkerInfo",
     "apply_selected",
+    "count_trials",
     "create_sampler",
     "data_manifest",
+    "failure_reason",
     "fidelity_report",
     "file_sha256",
     "gate_values",
     "is_feasible",
     "is_prior",
+    "is_server_url",
+    "open_storage",
     "open_study",
     "pareto_front",
     "plan_warm_start",

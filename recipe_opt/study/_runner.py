@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import optuna
+from optuna.storages import RDBStorage
 
 from recipe_opt.config import GatesConfig, SourceConfig, StudyConfig
 from recipe_opt.data import EncodedExample, encode_parsed, parse_rows, read_rows
@@ -25,6 +26,20 @@ from recipe_opt.evaluate import Evaluation, Suite, SuiteEvaluator, find_tasks, m
 from recipe_opt.exceptions import ConfigError, RecipeOptError, StudyError, TrainingError
 from recipe_opt.recipe import Recipe
 from recipe_opt.space import SearchSpace
+from recipe_opt.study._attrs import (
+    ATTR_BASE_CHECKSUM,
+    ATTR_BASE_EVAL,
+    ATTR_BUDGET,
+    ATTR_FAILURE,
+    ATTR_FINGERPRINT,
+    ATTR_METRICS,
+    ATTR_ORIGIN,
+    ATTR_PROXY_TFLOPS,
+    ATTR_RECIPE,
+    ATTR_RUNGS,
+    is_prior,
+)
+from recipe_opt.study._workers import LoopOutcome, TrialLoop, WorkerInfo, count_trials, open_storage
 from recipe_opt.train import (
     EarlyStop,
     ProxySettings,
@@ -60,24 +75,6 @@ __all__ = [
     "proxy_compute",
     "resolve_base_model",
 ]
-
-ATTR_RECIPE = "recipe"
-ATTR_METRICS = "metrics"
-ATTR_FAILURE = "failure"
-ATTR_BASE_EVAL = "base_evaluation"
-ATTR_BASE_CHECKSUM = "base_checksum"
-ATTR_FINGERPRINT = "fingerprint"
-ATTR_RUNGS = "rung_values"
-ATTR_PROXY_TFLOPS = "proxy_tflops"
-# Where an enqueued or added trial came from ("informed initial design", "warm start: ...",
-# "prior: ..."). Prior observations carry values measured in another cycle: they inform the
-# sampler but never count towards the budget and are never selected.
-ATTR_ORIGIN = "origin"
-PRIOR = "prior"
-
-
-def is_prior(trial: optuna.trial.FrozenTrial) -> bool:
-    return str(trial.user_attrs.get(ATTR_ORIGIN, "")).startswith(PRIOR)
 
 
 class SearchReporter(Protocol):
@@ -124,6 +121,7 @@ class TrialSummary:
     recipe: Recipe | None
     seconds: float
     reason: str | None = None
+    worker: str | None = None  # set when the trial ran in another process (`search --workers N`)
 
 
 def create_sampler(name: str, seed: int, n_startup_trials: int) -> optuna.samplers.BaseSampler:
@@ -176,13 +174,14 @@ def check_storage(cfg: StudyConfig) -> None:
         raise StudyError(f"storage {cfg.storage_display}: cannot open ({type(exc).__name__}: {first})") from None
 
 
-def resolve_base_model(cfg: StudyConfig) -> StudyConfig:
+def resolve_base_model(cfg: StudyConfig, *, migrate: bool = True) -> StudyConfig:
     """`cfg` with `base_model` as a local checkpoint directory.
 
     `lineage` (or `lineage:VERSION`) takes the weights location the lineage store records for
     `base_version` (or VERSION) of the study's family; a hub id (`org/name`, not a directory) is
     downloaded into the Hugging Face cache (the config, tokenizer and weight files only). Either
-    failing is a `ConfigError` naming `base_model`, before anything is written.
+    failing is a `ConfigError` naming `base_model`, before anything is written. Workers pass
+    `migrate=False`: they read the lineage store, and only `prepare` creates or migrates it.
     """
     source = str(cfg.config_path or "<study>")
     kind = cfg.base_model_kind
@@ -198,7 +197,7 @@ def resolve_base_model(cfg: StudyConfig) -> StudyConfig:
                 source, "base_model", f"{cfg.base_model!r}: no lineage store at {url.removeprefix('sqlite:///')}"
             )
         try:
-            with LineageStore(url) as store:
+            with LineageStore(url, migrate=migrate) as store:
                 version = store.get_version(ref, family=cfg.family)
         except RecipeOptError as exc:
             raise ConfigError.single(source, "base_model", f"{cfg.base_model!r}: {exc}") from None
@@ -281,21 +280,35 @@ def _fingerprint(cfg: StudyConfig, space: SearchSpace) -> str:
 
 
 def open_study(
-    cfg: StudyConfig, space: SearchSpace, *, sampler: optuna.samplers.BaseSampler | None = None
+    cfg: StudyConfig,
+    space: SearchSpace,
+    *,
+    sampler: optuna.samplers.BaseSampler | None = None,
+    storage: RDBStorage | None = None,
+    create: bool = True,
 ) -> optuna.Study:
-    """Create the study, or load it to resume; refuses to resume under a changed config."""
-    try:
-        storage = optuna.storages.RDBStorage(cfg.storage_url)
-    except Exception as exc:  # SQLAlchemy connection errors, a missing DB driver (ImportError), bad URLs
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise StudyError(f"storage {cfg.storage_display}: cannot open ({type(exc).__name__}: {first})") from None
-    study = optuna.create_study(
-        study_name=cfg.name,
-        storage=storage,
-        directions=cfg.directions(),
-        sampler=sampler,
-        load_if_exists=True,
-    )
+    """Create the study, or load it to resume; refuses to resume under a changed config.
+
+    `create=False` (workers) only joins a study that `prepare` or `search` created.
+    """
+    if storage is None:
+        storage = open_storage(cfg.storage_url, cfg.workers, create_tables=create, label="study")
+    if create:
+        study = optuna.create_study(
+            study_name=cfg.name,
+            storage=storage,
+            directions=cfg.directions(),
+            sampler=sampler,
+            load_if_exists=True,
+        )
+    else:
+        try:
+            study = optuna.load_study(study_name=cfg.name, storage=storage, sampler=sampler)
+        except KeyError:
+            raise StudyError(
+                f"study {cfg.name!r} not found in {cfg.storage_display}: workers join a study that "
+                "`recipe-opt prepare` (or `search --workers N`) created first"
+            ) from None
     if [d.name.lower() for d in study.directions] != cfg.directions():
         raise StudyError(
             f"study {cfg.name!r} in {cfg.storage_display} has directions "
@@ -304,7 +317,7 @@ def open_study(
         )
     fp = _fingerprint(cfg, space)
     stored = study.user_attrs.get(ATTR_FINGERPRINT)
-    if stored is None:
+    if stored is None and create:
         study.set_user_attr(ATTR_FINGERPRINT, fp)
         study.set_user_attr("objectives", cfg.objectives)
         study.set_user_attr("config", cfg.model_dump(mode="json", exclude={"config_path", "storage"}))
@@ -410,6 +423,21 @@ class StudyRunner:
                 self.rung_evaluator = self.make_evaluator("native", ev.limit)
         self.base_checksum = state_checksum(self.base.model)
         self._built = True
+
+    def release(self) -> None:
+        """Free the base model and evaluators (and their GPU memory); `build` makes them again."""
+        if not self._built:
+            return
+        import gc
+
+        import torch
+
+        for name in ("base", "trainer", "evaluator", "rung_evaluator"):
+            self.__dict__.pop(name, None)
+        self._built = False
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
     def make_evaluator(self, backend: str, limit: int | None) -> SuiteEvaluator:
         """An evaluator over the study's suites (`limit=None`: every item, as at full fidelity)."""
@@ -586,38 +614,85 @@ class StudyRunner:
             for params in design[: max(0, len(design) - n_warm)]:
                 _seed(study, params, "informed initial design")
 
-    def run(
+    def prepare(
         self,
         *,
         n_trials: int | None = None,
-        timeout: float | None = None,
-        max_cost: float | None = None,
         warm_start: Callable[[], WarmStartPlan] | None = None,
     ) -> optuna.Study:
-        """Run (or resume) the study until it holds `n_trials` finished trials, `timeout` seconds
-        pass, or the study's summed proxy compute reaches `max_cost` TFLOP."""
+        """Everything before the first trial, done once per study: tables, study, seeds, base scores.
+
+        Creates Optuna's and the lineage store's tables (never by workers: concurrent first-time
+        creation fails, optuna#1092), the study with its queued warm-start and informed-design
+        recipes, and the base model's scores. Records the trial budget (`n_trials` or the config's)
+        in the study, where every worker reads it. Everything that can fail on bad input (storage
+        URL, model, data, eval tasks) is checked before the storage is written to.
+        """
         cfg = self.cfg
-        n_trials = cfg.trials.n_trials if n_trials is None else n_trials
-        timeout = cfg.trials.timeout if timeout is None else timeout
-        max_cost = cfg.trials.max_cost if max_cost is None else max_cost
-        # Everything that can fail on bad input (storage URL, model, data, eval tasks) is checked
-        # before the storage is written to: a bad input leaves no study behind.
         check_storage(cfg)
         self.build()
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        study = open_study(cfg, self.space)
+        self.storage = open_storage(cfg.storage_url, cfg.workers, create_tables=True, label="coordinator")
+        study = open_study(cfg, self.space, storage=self.storage)
         # Per source: the format read, the rows, and the rows left out (with why), for the record.
         study.set_user_attr("data", self.data_report)
-        self._note_lineage()
+        self._note_lineage()  # opens (and creates or migrates) the lineage tables, before any worker
         _fail_interrupted_trials(study, cfg.storage_url)
-        finished = _n_finished(study)
-        # Re-seed on resume so the sampler does not replay the draws of the first session.
-        study.sampler = create_sampler(cfg.sampler.name, cfg.seed + finished, cfg.sampler.n_startup_trials)
+        budget = cfg.trials.n_trials if n_trials is None else n_trials
+        if budget is not None or ATTR_BUDGET not in study.user_attrs:
+            study.set_user_attr(ATTR_BUDGET, budget)
         if not study.trials:
             self._seed_new_study(study, warm_start() if warm_start else None)
         elif warm_start is not None:
             self.reporter.phase("warm start skipped: it seeds a new study, and this one is being resumed")
-        remaining = None if n_trials is None else max(0, n_trials - finished)
+        self.base_evaluation(study)
+        return study
+
+    def attach(self, worker: WorkerInfo | None = None) -> optuna.Study:
+        """Join a prepared study (a worker): its tables, study and base scores must exist."""
+        cfg = self.cfg
+        check_storage(cfg)
+        self.build()
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        label = f"worker {worker.id}" if worker else "worker"
+        self.storage = open_storage(cfg.storage_url, cfg.workers, create_tables=False, label=label)
+        try:
+            study = open_study(cfg, self.space, storage=self.storage, create=False)
+        except StudyError:
+            raise
+        except Exception as exc:  # no Optuna tables at all: nothing was prepared in this database
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise StudyError(
+                f"storage {cfg.storage_display} holds no Optuna study tables ({first}): run `recipe-opt prepare` first"
+            ) from None
+        if ATTR_BASE_EVAL not in study.user_attrs:
+            raise StudyError(
+                f"study {cfg.name!r} in {cfg.storage_display} is not prepared (no base-model scores): "
+                "run `recipe-opt prepare` first"
+            )
+        return study
+
+    def work(
+        self,
+        study: optuna.Study,
+        *,
+        timeout: float | None = None,
+        max_cost: float | None = None,
+        worker: WorkerInfo | None = None,
+        poll_interval: float = 2.0,
+    ) -> LoopOutcome:
+        """Run trials of a prepared study until its budget is spent (or `timeout` s pass, or the
+        study's summed proxy compute reaches `max_cost` TFLOP). Any number of processes may
+        work on one study at once (server databases)."""
+        cfg = self.cfg
+        finished, _ = count_trials(study)
+        # Re-seed per worker and on resume, so no two workers and no resumed run replay the draws
+        # of another (the in-process search keeps seed + finished, as before workers existed).
+        offset = worker.seed_offset() if worker else 0
+        study.sampler = create_sampler(cfg.sampler.name, cfg.seed + finished + offset, cfg.sampler.n_startup_trials)
+        budget = study.user_attrs.get(ATTR_BUDGET)
+        timeout = cfg.trials.timeout if timeout is None else timeout
+        max_cost = cfg.trials.max_cost if max_cost is None else max_cost
         # Trials numbered from here on are this run's (earlier ones, and re-queued leftovers of an
         # interrupted run, are not): the CLI's exit status counts only this run's failures.
         self.first_new_trial = (
@@ -627,26 +702,51 @@ class StudyRunner:
         self.rung_base = (
             base_eval if self.rung_evaluator is self.evaluator else self.rung_evaluator.evaluate(self.base.model)
         )
-        if remaining == 0:
+        if budget is not None and finished >= budget:
             self.reporter.phase(f"study {cfg.name!r} already holds {finished} finished trials; nothing to run")
-            return study
+            return LoopOutcome()
         if finished:
             self.reporter.phase(f"resuming study {cfg.name!r} at {finished} finished trials")
-        callbacks = []
-        if max_cost is not None:
-            callbacks.append(_stop_at_cost(max_cost, self.reporter))
-        study.optimize(
+        loop = TrialLoop(
+            study,
+            self.storage,
             lambda t: self.objective(t, base_eval),
-            n_trials=remaining,
+            worker=worker or WorkerInfo("main"),
+            budget=budget,
+            workers=cfg.workers,
             timeout=timeout,
+            max_cost=max_cost,
+            spent=proxy_compute,
             # RuntimeError covers torch.OutOfMemoryError (CUDA) and other kernel failures;
             # MemoryError is CPU allocation failure. Each fails its trial, never the study.
             catch=(RecipeOptError, RuntimeError, ValueError, MemoryError),
-            callbacks=callbacks,
-            # No gc.collect() here: the trainer's cleanup (accelerate's free_memory) already runs
-            # one per trial, and a second cost ~0.33 s a trial on the demo (7%, bench/trial_profile.py).
-            gc_after_trial=False,
+            poll_interval=poll_interval,
+            on_wait=self.reporter.phase,
         )
+        outcome = loop.run()
+        if outcome.stopped == "max_cost":
+            self.reporter.phase(
+                f"proxy compute {proxy_compute(study):.3g} TFLOP reached max cost {max_cost:g}: stopping"
+            )
+        elif outcome.stopped == "failures":
+            self.reporter.phase(
+                f"{cfg.workers.max_consecutive_failures} trials in a row failed in this process: stopping "
+                "(a broken setup, not bad luck; see the reasons below)"
+            )
+        return outcome
+
+    def run(
+        self,
+        *,
+        n_trials: int | None = None,
+        timeout: float | None = None,
+        max_cost: float | None = None,
+        warm_start: Callable[[], WarmStartPlan] | None = None,
+    ) -> optuna.Study:
+        """Prepare (or resume) the study and run it in this process until it holds `n_trials`
+        finished trials, `timeout` seconds pass, or its proxy compute reaches `max_cost` TFLOP."""
+        study = self.prepare(n_trials=n_trials, warm_start=warm_start)
+        self.outcome = self.work(study, timeout=timeout, max_cost=max_cost)
         return study
 
 
@@ -691,19 +791,6 @@ def gate_values(values: Mapping[str, float], per_suite: Mapping[str, float], gat
 def proxy_compute(study: optuna.Study) -> float:
     """TFLOP the study's proxies have spent so far, pruned and failed trials included."""
     return sum(float(t.user_attrs.get(ATTR_PROXY_TFLOPS, 0.0)) for t in study.get_trials(deepcopy=False))
-
-
-def _stop_at_cost(bound: float, reporter: SearchReporter) -> Callback:
-    def callback(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        spent = proxy_compute(study)
-        if spent >= bound:
-            reporter.phase(f"proxy compute {spent:.3g} TFLOP reached --max-cost {bound:g}: stopping")
-            study.stop()
-
-    return callback
-
-
-Callback = Callable[[optuna.Study, optuna.trial.FrozenTrial], None]
 
 
 def _n_finished(study: optuna.Study) -> int:

@@ -28,7 +28,7 @@ from recipe_opt.exceptions import StudyError
 from recipe_opt.lineage import LineageStore
 from recipe_opt.recipe import Recipe
 from recipe_opt.space import SearchSpace
-from recipe_opt.study._runner import ATTR_METRICS, ATTR_ORIGIN, ATTR_RECIPE, PRIOR, is_prior
+from recipe_opt.study._attrs import ATTR_METRICS, ATTR_ORIGIN, ATTR_RECIPE, PRIOR, is_prior
 from recipe_opt.study._select import pareto_front, trial_values
 
 __all__ = ["WarmStart", "plan_warm_start"]

@@ -179,17 +179,25 @@ def load_base_model(path: str | Path, *, device: str = "cpu", trust_remote_code:
     path = Path(path)
     if not (path / "config.json").is_file():
         raise TrainingError(f"{path}: not a Hugging Face checkpoint directory (no config.json)")
+    # Any failure inside transformers, tokenizers or safetensors (a config that is not JSON, an
+    # unknown model_type, missing or truncated weights, a broken tokenizer.json) is bad input: one
+    # line naming the directory and the part that failed, never a traceback.
+    part = "tokenizer"
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True, trust_remote_code=trust_remote_code)
+        part = "model"
         model = AutoModelForCausalLM.from_pretrained(
             path, local_files_only=True, dtype=torch.float32, trust_remote_code=trust_remote_code
         )
-    except (OSError, ValueError, KeyError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    except Exception as exc:
+        reason = " ".join(str(exc).split())
+        reason = f"{type(exc).__name__}: {reason}" if reason else type(exc).__name__
+        if len(reason) > 300:
+            reason = reason[:297] + "..."
         if "trust_remote_code" in str(exc) and not trust_remote_code:
-            first = "its architecture needs custom code from the checkpoint; set `trust_remote_code: true` "
-            first += "in the study config if you trust it"
-        raise TrainingError(f"{path}: cannot load model or tokenizer: {first}") from None
+            reason = "its architecture needs custom code from the checkpoint; set `trust_remote_code: true` "
+            reason += "in the study config if you trust it"
+        raise TrainingError(f"{path}: cannot load the {part}: {reason}") from None
     if tokenizer.pad_token_id is None and tokenizer.eos_token_id is None:
         raise TrainingError(f"{path}: the tokenizer has neither a pad nor an EOS token; batches cannot be padded")
     model.to(device)  # type: ignore[arg-type]  # transformers 5 types `.to` through a decorator

@@ -1,0 +1,392 @@
+"""Workers sharing one study through Optuna's RDB storage: the trial loop, heartbeats, retries.
+
+Any number of processes, on any number of machines, run `TrialLoop` against the same study. The
+storage is the only thing they share, so everything that keeps the study honest goes through it:
+
+- The budget is the study's (`ATTR_BUDGET`): a worker starts a trial only while finished plus
+  running trials stay below it, under a PostgreSQL advisory lock, so N workers that look at once
+  never overshoot it; a worker that sees every slot taken waits, and takes over a slot freed by
+  a lost worker.
+- Heartbeats (server databases): the running trial is stamped every `heartbeat_interval` s from
+  a thread. A trial unstamped for `grace_period` s is failed by whichever worker looks next, and
+  Optuna's `RetryHeartbeatStaleTrialCallback` queues its recipe again (`max_retry` times).
+- A worker whose result arrives after its trial was failed that way (its heartbeats could not
+  reach the database for the whole grace period) drops the result: the retry owns that slot, so
+  no trial is counted twice (the "Trial ... has already finished" race of optuna#5582).
+- SIGINT/SIGTERM (`KeyboardInterrupt` here) fail the running trial with the reason, queue its
+  recipe for another worker, and end the loop.
+
+Nothing here imports torch: the objective is any callable, which is how `bench/coordination.py`
+measures the coordination overhead with trials that only sleep.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import hashlib
+import os
+import socket
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import optuna
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.trial import TrialState
+
+from recipe_opt.config import WorkersConfig, masked_url
+from recipe_opt.exceptions import StudyError
+from recipe_opt.study._attrs import ATTR_FAILURE, ATTR_ORIGIN, ATTR_WORKER, is_prior
+
+__all__ = [
+    "LoopOutcome",
+    "TrialLoop",
+    "WorkerInfo",
+    "count_trials",
+    "failure_reason",
+    "is_server_url",
+    "open_storage",
+]
+
+ObjectiveFn = Callable[[optuna.Trial], Sequence[float]]
+
+
+def is_server_url(url: str) -> bool:
+    """A database several processes can write at once (SQLite serialises writers: optuna#820)."""
+    return not url.startswith("sqlite")
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    """Who runs a trial; recorded with it, and used for the connection's application_name."""
+
+    id: str
+    host: str = field(default_factory=socket.gethostname)
+    pid: int = field(default_factory=os.getpid)
+    devices: str = field(default_factory=lambda: _devices(os.environ.get("CUDA_VISIBLE_DEVICES")))
+
+    @staticmethod
+    def default_id() -> str:
+        return f"{socket.gethostname()}-{os.getpid()}"
+
+    def as_attr(self) -> dict[str, Any]:
+        return {"id": self.id, "host": self.host, "pid": self.pid, "devices": self.devices}
+
+    def seed_offset(self) -> int:
+        """Distinct per worker id, stable across restarts: workers sharing a study must not draw
+        the same random recipes (TPE's and GP's start-up trials are random draws)."""
+        return int.from_bytes(hashlib.sha256(self.id.encode()).digest()[:3], "big")
+
+
+def _devices(env: str | None) -> str:
+    """The GPUs a worker sees, for the record: CUDA_VISIBLE_DEVICES, "all" unset, "none" empty."""
+    if env is None:
+        return "all"
+    return env.strip() or "none"
+
+
+def open_storage(url: str, workers: WorkersConfig, *, create_tables: bool, label: str) -> RDBStorage:
+    """Optuna's RDB storage with heartbeats, retries and a small pool of checked connections.
+
+    `create_tables=False` is for workers: the tables are created once, by `prepare` or `search`,
+    before any worker starts (concurrent first-time creation is optuna#1092).
+    """
+    server = is_server_url(url)
+    engine_kwargs: dict[str, Any] = {"pool_pre_ping": True}
+    if server:
+        # A worker holds at most 3 connections: the main thread's session, the heartbeat thread's,
+        # and the short advisory-lock one; pool_size 3 with no overflow keeps N workers at <= 3N
+        # server connections (the README's 100-worker arithmetic). pool_pre_ping replaces a
+        # connection the server dropped (restart, pg_terminate_backend) before it is used.
+        engine_kwargs.update(pool_size=3, max_overflow=0, pool_timeout=60, pool_recycle=1800)
+    if url.startswith("postgresql"):
+        # Visible in pg_stat_activity: which worker holds which connection.
+        engine_kwargs["connect_args"] = {"application_name": f"recipe-opt {label}"[:63]}
+    heartbeat: dict[str, Any] = {}
+    if server:
+        heartbeat = {
+            "heartbeat_interval": workers.heartbeat_interval,
+            "grace_period": workers.grace_period,
+            "heartbeat_stale_trial_callback": _RetryLostTrial(workers.max_retry),
+        }
+    try:
+        with warnings.catch_warnings():  # heartbeat_interval is "experimental": chosen knowingly
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return RDBStorage(url, engine_kwargs=engine_kwargs, skip_table_creation=not create_tables, **heartbeat)
+    except Exception as exc:  # SQLAlchemy connection errors, a missing DB driver (ImportError), bad URLs
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise StudyError(f"storage {masked_url(url)}: cannot open ({type(exc).__name__}: {first})") from None
+
+
+class _RetryLostTrial:
+    """Optuna's `RetryHeartbeatStaleTrialCallback`, queueing the recipe with a clean record.
+
+    Optuna's callback copies every user attribute into the queued trial; a retry should start
+    with only its origin (warm start, informed design), not the lost run's metrics or rung values.
+    The failed trial keeps its own attributes; `failure_reason` explains it.
+    """
+
+    def __init__(self, max_retry: int) -> None:
+        with warnings.catch_warnings():  # "experimental since v2.8": chosen knowingly
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            self.retry = RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        clean = copy.copy(trial)
+        clean.user_attrs = {k: v for k, v in trial.user_attrs.items() if k == ATTR_ORIGIN}
+        self.retry(study, clean)
+
+
+def failure_reason(trial: optuna.trial.FrozenTrial) -> str | None:
+    """Why a trial failed or was pruned; a failed trial with no reason recorded lost its worker.
+
+    A worker killed outright (SIGKILL, OOM killer, lost node) writes nothing: the trial is failed
+    by another worker once its heartbeat is older than the grace period.
+    """
+    reason = trial.user_attrs.get(ATTR_FAILURE)
+    if reason is not None:
+        return str(reason)
+    if trial.state != TrialState.FAIL:
+        return None
+    who = trial.user_attrs.get(ATTR_WORKER, {}).get("id")
+    return f"worker lost: {who or 'its worker'} stopped heartbeating (killed, or its machine or connection was lost)"
+
+
+def count_trials(study: optuna.Study) -> tuple[int, int]:
+    """(finished, running): trials that count towards the budget, and trials taking a slot now.
+
+    Finished means complete or pruned; failed trials are not measurements and do not count.
+    Prior observations (values from another cycle, added for the sampler) never count.
+    """
+    states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+    finished = running = 0
+    for t in study.get_trials(deepcopy=False, states=states):
+        if t.state == TrialState.RUNNING:
+            running += 1
+        elif not is_prior(t):
+            finished += 1
+    return finished, running
+
+
+@dataclass
+class LoopOutcome:
+    """What one worker did, and why it stopped."""
+
+    complete: int = 0
+    pruned: int = 0
+    failed: int = 0
+    lost: int = 0  # results dropped because another worker had failed the trial as stale
+    stopped: Literal["budget", "timeout", "max_cost", "failures", "interrupted", "stop"] = "budget"
+
+    @property
+    def ran(self) -> int:
+        return self.complete + self.pruned + self.failed + self.lost
+
+
+class TrialLoop:
+    """Pull trials from a shared study until its budget is spent (or time, cost or failures say stop).
+
+    `objective` returns the objective values; it raises `optuna.TrialPruned` to prune and any
+    exception in `catch` to fail the trial (other exceptions fail it and propagate).
+    `retry_interrupted` re-queues the recipe of a trial cut short by SIGINT/SIGTERM.
+    """
+
+    def __init__(
+        self,
+        study: optuna.Study,
+        storage: RDBStorage,
+        objective: ObjectiveFn,
+        *,
+        worker: WorkerInfo,
+        budget: int | None,
+        workers: WorkersConfig,
+        timeout: float | None = None,
+        max_cost: float | None = None,
+        spent: Callable[[optuna.Study], float] | None = None,
+        catch: tuple[type[BaseException], ...] = (),
+        poll_interval: float = 2.0,
+        on_wait: Callable[[str], None] | None = None,
+        on_trial: Callable[[optuna.trial.FrozenTrial], None] | None = None,
+    ) -> None:
+        if budget is None and timeout is None and max_cost is None:
+            raise StudyError("a worker needs a trial budget, a timeout or a max cost, or it never stops")
+        self.study = study
+        self.storage = storage
+        self.objective = objective
+        self.worker = worker
+        self.budget = budget
+        self.settings = workers
+        self.timeout = timeout
+        self.max_cost = max_cost
+        self.spent = spent
+        self.catch = catch
+        self.poll_interval = poll_interval
+        self.on_wait = on_wait or (lambda message: None)
+        self.on_trial = on_trial or (lambda trial: None)
+        self.heartbeat = is_server_url(storage.url) and workers.heartbeat_interval is not None
+        self._stop = threading.Event()
+
+    def stop(self) -> None:
+        """Start no further trial (the running one finishes); callable from another thread."""
+        self._stop.set()
+
+    # ---- the loop ------------------------------------------------------------------------------
+    def run(self) -> LoopOutcome:
+        out = LoopOutcome()
+        deadline = None if self.timeout is None else time.monotonic() + self.timeout
+        failures_in_a_row = 0
+        waiting_said = False
+        try:
+            while True:
+                if self._stop.is_set():
+                    out.stopped = "stop"
+                    break
+                if deadline is not None and time.monotonic() >= deadline:
+                    out.stopped = "timeout"
+                    break
+                if self.max_cost is not None and self.spent is not None and self.spent(self.study) >= self.max_cost:
+                    out.stopped = "max_cost"
+                    break
+                if failures_in_a_row >= self.settings.max_consecutive_failures:
+                    out.stopped = "failures"
+                    break
+                self._fail_stale()
+                trial, finished, running = self._reserve()
+                if trial is None:
+                    if self.budget is not None and finished >= self.budget:
+                        out.stopped = "budget"
+                        break
+                    if not waiting_said:
+                        self.on_wait(
+                            f"all {self.budget} trial slots are taken ({finished} finished, {running} running): "
+                            "waiting for them to finish, or for a lost worker's trial to be retried"
+                        )
+                        waiting_said = True
+                    self._stop.wait(self.poll_interval)
+                    continue
+                waiting_said = False
+                state = self._run_one(trial)
+                if state == TrialState.COMPLETE:
+                    out.complete += 1
+                elif state == TrialState.PRUNED:
+                    out.pruned += 1
+                elif state is None:
+                    out.lost += 1
+                else:
+                    out.failed += 1
+                failures_in_a_row = failures_in_a_row + 1 if state == TrialState.FAIL else 0
+        except KeyboardInterrupt:
+            out.stopped = "interrupted"
+            raise
+        finally:
+            self.storage.remove_session()
+        return out
+
+    def _fail_stale(self) -> None:
+        if self.heartbeat:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                optuna.storages.fail_stale_trials(self.study)
+
+    def _reserve(self) -> tuple[optuna.Trial | None, int, int]:
+        """A new trial if a budget slot is free, else None; (trial, finished, running)."""
+        with self._lock():
+            finished, running = count_trials(self.study)
+            if self.budget is not None and finished + running >= self.budget:
+                return None, finished, running
+            with warnings.catch_warnings():
+                # "Heartbeat ... supposed to be used with Study.optimize": this loop runs the
+                # heartbeat itself (see _heartbeat), as optimize would.
+                warnings.filterwarnings("ignore", message="Heartbeat of storage", category=UserWarning)
+                trial = self.study.ask()
+        # The worker is recorded at once, so a trial it leaves behind names who ran it.
+        trial.set_user_attr(ATTR_WORKER, self.worker.as_attr())
+        return trial, finished, running
+
+    @contextlib.contextmanager
+    def _lock(self) -> Iterator[None]:
+        """Serialise count-then-ask across workers (PostgreSQL advisory lock, per study).
+
+        Without it, workers that count at the same moment all see a free slot and the study
+        overshoots its budget by up to N-1 trials. The lock is held for one count and one ask
+        (the sampler's suggestion included): milliseconds with TPE at hundreds of trials.
+        """
+        if not self.storage.url.startswith("postgresql"):
+            yield
+            return
+        import sqlalchemy as sa
+
+        key = int.from_bytes(hashlib.sha256(f"recipe-opt:{self.study.study_name}".encode()).digest()[:8], "big") >> 1
+        # A transaction-scoped lock: released at commit, or by the server when the connection
+        # dies (a worker killed while holding it), also behind a transaction-pooling PgBouncer.
+        with self.storage.engine.begin() as conn:
+            conn.execute(sa.text("select pg_advisory_xact_lock(:k)"), {"k": key})
+            yield
+
+    def _run_one(self, trial: optuna.Trial) -> TrialState | None:
+        """Run one trial and tell the storage; None if the storage had already failed it."""
+        values: Sequence[float] | None = None
+        state = TrialState.COMPLETE
+        error: BaseException | None = None
+        with self._heartbeat(trial._trial_id):
+            try:
+                values = self.objective(trial)
+            except optuna.TrialPruned:
+                state = TrialState.PRUNED
+            except KeyboardInterrupt:
+                self._interrupted(trial)
+                raise
+            except Exception as exc:
+                state, error = TrialState.FAIL, exc
+        try:
+            frozen = self.study.tell(trial, values if state == TrialState.COMPLETE else None, state=state)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            # Failed as stale by another worker while this one still ran it (its heartbeats did not
+            # get through for a whole grace period); its retry owns the slot, so this result goes.
+            self.on_wait(f"trial {trial.number} had been failed as lost by another worker; its result is dropped")
+            return None
+        self.on_trial(frozen)
+        if error is not None and not isinstance(error, self.catch):
+            raise error
+        return frozen.state
+
+    def _interrupted(self, trial: optuna.Trial) -> None:
+        """SIGINT/SIGTERM mid-trial: fail it with the reason and queue its recipe again."""
+        with contextlib.suppress(Exception):  # the storage may be what failed; the heartbeat then retries
+            trial.set_user_attr(ATTR_FAILURE, f"interrupted: worker {self.worker.id} was stopped; re-queued")
+            frozen = self.study.tell(trial, state=TrialState.FAIL)
+            _RetryLostTrial(self.settings.max_retry)(self.study, frozen)
+
+    @contextlib.contextmanager
+    def _heartbeat(self, trial_id: int) -> Iterator[None]:
+        """Stamp the trial every heartbeat_interval s from a thread while it runs.
+
+        Optuna's own heartbeat thread dies on the first storage error; this one logs nothing and
+        keeps trying, so a dropped connection costs one missed beat, not the trial.
+        """
+        if not self.heartbeat:
+            yield
+            return
+        stop = threading.Event()
+
+        def beat() -> None:
+            try:
+                while True:
+                    with contextlib.suppress(Exception):
+                        self.storage.record_heartbeat(trial_id)
+                    if stop.wait(self.settings.heartbeat_interval):
+                        return
+            finally:
+                self.storage.remove_session()  # this thread's connection goes back to the pool
+
+        thread = threading.Thread(target=beat, name=f"heartbeat-{trial_id}", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
