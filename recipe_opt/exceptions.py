@@ -13,6 +13,7 @@ __all__ = [
     "EvaluationError",
     "LineageError",
     "RecipeOptError",
+    "StorageError",
     "StudyError",
     "TrainingError",
 ]
@@ -76,3 +77,7 @@ class LineageError(RecipeOptError):
 
 class StudyError(RecipeOptError):
     """The study cannot be created, resumed or selected from."""
+
+
+class StorageError(StudyError):
+    """The study's database stayed unreachable past the retry window (not bad input: retry later)."""

@@ -116,6 +116,12 @@ def _postgres_url() -> Iterator[str]:
         engine.dispose()
 
 
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh PostgreSQL schema (workers need a server database); skips locally, fails in CI."""
+    yield from _postgres_url()
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":

@@ -19,8 +19,9 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from typer.core import TyperGroup
 
-from recipe_opt.exceptions import ConfigError, ConfigProblem, RecipeOptError
+from recipe_opt.exceptions import ConfigError, ConfigProblem, RecipeOptError, StorageError
 
 if TYPE_CHECKING:
     import optuna
@@ -30,7 +31,43 @@ if TYPE_CHECKING:
     from recipe_opt.space import SearchSpace
     from recipe_opt.study import SelectedRecipe
 
+class _OneLineUsageErrors(TyperGroup):
+    """Usage errors (an option out of range, an unknown option, a missing argument) as one line,
+    `error: --n-trials: ...`, and exit status 2, like every other bad input; click's default is a
+    usage line, a hint and a boxed message."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        from typer._click.exceptions import UsageError
+        from typer.exceptions import Abort
+
+        kwargs["standalone_mode"] = False
+        try:
+            code = super().main(*args, **kwargs)
+        except UsageError as exc:
+            if type(exc).__name__ == "NoArgsIsHelpError":  # bare `recipe-opt`: the help, as before
+                exc.show()
+                sys.exit(exc.exit_code)
+            message = exc.format_message()
+            param = getattr(exc, "param", None)
+            opts = [o for o in getattr(param, "opts", None) or [] if o.startswith("-")]
+            if opts:  # name the option, and show the value given (click's message has neither)
+                message = f"{opts[0]}: " + message.split(": ", 1)[-1].rstrip(".")
+                argv = list(args[0]) if args and args[0] is not None else sys.argv[1:]
+                for i, token in enumerate(argv):
+                    if token in opts and i + 1 < len(argv):
+                        message += f", but got {argv[i + 1]!r}"
+                    elif token.split("=", 1)[0] in opts and "=" in token:
+                        message += f", but got {token.split('=', 1)[1]!r}"
+            err.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
+            sys.exit(2)
+        except Abort:
+            err.print("aborted")
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
 app = typer.Typer(
+    cls=_OneLineUsageErrors,
     name="recipe-opt",
     help="Search the training recipe for the next update of a deployed LLM.",
     no_args_is_help=True,
@@ -792,6 +829,9 @@ def worker(
                 f"{escape(cfg.storage_display)} (budget {budget}, GPUs: {info.devices})"
             )
             outcome = runner.work(study, timeout=timeout, max_cost=max_cost, worker=info)
+        except StorageError as exc:  # the database went away mid-run: not bad input; a restart rejoins
+            err.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
+            raise typer.Exit(1) from None
         except RecipeOptError as exc:
             raise _fail(exc) from None
         except KeyboardInterrupt:

@@ -569,6 +569,8 @@ def load_study_config(path: str | Path, *, check_paths: bool = True, storage: st
     cfg = cfg.model_copy(update={"config_path": Path(path).resolve()})
     if check_paths:
         problems = _path_problems(cfg, source)
+        if storage is not None:  # the URL came from the command line (or $RECIPE_OPT_STORAGE): name that
+            problems = [ConfigProblem("--storage", "", p.message) if p.field == "storage" else p for p in problems]
         if problems:
             raise ConfigError(problems)
     return cfg

@@ -655,16 +655,20 @@ class StudyRunner:
         self.build()
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         label = f"worker {worker.id}" if worker else "worker"
-        self.storage = open_storage(cfg.storage_url, cfg.workers, create_tables=False, label=label)
+        try:
+            self.storage = open_storage(cfg.storage_url, cfg.workers, create_tables=False, label=label)
+        except StudyError:  # check_storage reached the database: what is missing is the tables
+            raise StudyError(
+                f"storage {cfg.storage_display} holds no recipe-opt study tables (workers never create "
+                "them): run `recipe-opt prepare` first"
+            ) from None
         try:
             study = open_study(cfg, self.space, storage=self.storage, create=False)
         except StudyError:
             raise
-        except Exception as exc:  # no Optuna tables at all: nothing was prepared in this database
+        except Exception as exc:  # tables from another tool or an older Optuna
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise StudyError(
-                f"storage {cfg.storage_display} holds no Optuna study tables ({first}): run `recipe-opt prepare` first"
-            ) from None
+            raise StudyError(f"storage {cfg.storage_display}: cannot load study {cfg.name!r} ({first})") from None
         if ATTR_BASE_EVAL not in study.user_attrs:
             raise StudyError(
                 f"study {cfg.name!r} in {cfg.storage_display} is not prepared (no base-model scores): "

@@ -32,14 +32,14 @@ import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
 from recipe_opt.config import WorkersConfig, masked_url
-from recipe_opt.exceptions import StudyError
+from recipe_opt.exceptions import StorageError, StudyError
 from recipe_opt.study._attrs import ATTR_FAILURE, ATTR_ORIGIN, ATTR_WORKER, is_prior
 
 __all__ = [
@@ -53,6 +53,14 @@ __all__ = [
 ]
 
 ObjectiveFn = Callable[[optuna.Trial], Sequence[float]]
+T = TypeVar("T")
+
+
+def _transient() -> tuple[type[BaseException], ...]:
+    """Errors of a dropped or refused connection: retried, never a reason to stop the worker."""
+    import sqlalchemy.exc
+
+    return (optuna.exceptions.StorageInternalError, sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)
 
 
 def is_server_url(url: str) -> bool:
@@ -248,14 +256,14 @@ class TrialLoop:
                 if deadline is not None and time.monotonic() >= deadline:
                     out.stopped = "timeout"
                     break
-                if self.max_cost is not None and self.spent is not None and self.spent(self.study) >= self.max_cost:
+                if self._retrying("reading the compute spent", self._cost_reached):
                     out.stopped = "max_cost"
                     break
                 if failures_in_a_row >= self.settings.max_consecutive_failures:
                     out.stopped = "failures"
                     break
-                self._fail_stale()
-                trial, finished, running = self._reserve()
+                self._retrying("failing stale trials", self._fail_stale)
+                trial, finished, running = self._retrying("starting a trial", self._reserve)
                 if trial is None:
                     if self.budget is not None and finished >= self.budget:
                         out.stopped = "budget"
@@ -286,15 +294,44 @@ class TrialLoop:
             self.storage.remove_session()
         return out
 
+    def _cost_reached(self) -> bool:
+        return self.max_cost is not None and self.spent is not None and self.spent(self.study) >= self.max_cost
+
     def _fail_stale(self) -> None:
         if self.heartbeat:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 optuna.storages.fail_stale_trials(self.study)
 
+    def _retrying(self, what: str, fn: Callable[[], T]) -> T:
+        """`fn()`, retried across a dropped connection for up to a grace period.
+
+        The pool replaces a dead connection on its next checkout (pool_pre_ping); what fails is
+        the statement that was in flight, so the retry is what reconnects. A database still gone
+        after `grace_period` s is a `StorageError`: the worker stops, and a restart rejoins.
+        """
+        delay, deadline, said = 0.5, time.monotonic() + self.settings.grace_period, False
+        while True:
+            try:
+                return fn()
+            except _transient() as exc:
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                if time.monotonic() >= deadline:
+                    raise StorageError(
+                        f"storage {masked_url(self.storage.url)}: {what} failed for {self.settings.grace_period} s "
+                        f"({type(exc).__name__}: {first})"
+                    ) from None
+                if not said:
+                    self.on_wait(f"storage error while {what} ({type(exc).__name__}): reconnecting")
+                    said = True
+                time.sleep(delay)
+                delay = min(2 * delay, 5.0)
+
     def _reserve(self) -> tuple[optuna.Trial | None, int, int]:
         """A new trial if a budget slot is free, else None; (trial, finished, running)."""
-        with self._lock():
+        with self._lock() as locked:
+            if locked:
+                self._fail_orphans()
             finished, running = count_trials(self.study)
             if self.budget is not None and finished + running >= self.budget:
                 return None, finished, running
@@ -303,12 +340,32 @@ class TrialLoop:
                 # heartbeat itself (see _heartbeat), as optimize would.
                 warnings.filterwarnings("ignore", message="Heartbeat of storage", category=UserWarning)
                 trial = self.study.ask()
-        # The worker is recorded at once, so a trial it leaves behind names who ran it.
-        trial.set_user_attr(ATTR_WORKER, self.worker.as_attr())
+            # Still under the lock: the worker's name and a first heartbeat. A trial that lacks
+            # them once the lock is free was orphaned by a failed start (`_fail_orphans`); one
+            # that has them is failed by the heartbeat check if its worker dies from here on.
+            trial.set_user_attr(ATTR_WORKER, self.worker.as_attr())
+            if self.heartbeat:
+                self.storage.record_heartbeat(trial._trial_id)
         return trial, finished, running
 
+    def _fail_orphans(self) -> None:
+        """Fail and re-queue RUNNING trials that never got a worker's name (under the lock only).
+
+        A start that fails half-way (the connection dropped inside `ask`) leaves a RUNNING trial
+        with no heartbeat, which Optuna never counts as stale: it would hold a budget slot forever.
+        """
+        for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if ATTR_WORKER not in t.user_attrs:
+                with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+                    self.storage.set_trial_user_attr(
+                        t._trial_id, ATTR_FAILURE, "orphaned: its worker lost the storage while starting it"
+                    )
+                    self.storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+                    if t.params:
+                        _RetryLostTrial(self.settings.max_retry)(self.study, self.storage.get_trial(t._trial_id))
+
     @contextlib.contextmanager
-    def _lock(self) -> Iterator[None]:
+    def _lock(self) -> Iterator[bool]:
         """Serialise count-then-ask across workers (PostgreSQL advisory lock, per study).
 
         Without it, workers that count at the same moment all see a free slot and the study
@@ -316,7 +373,7 @@ class TrialLoop:
         (the sampler's suggestion included): milliseconds with TPE at hundreds of trials.
         """
         if not self.storage.url.startswith("postgresql"):
-            yield
+            yield False
             return
         import sqlalchemy as sa
 
@@ -325,7 +382,7 @@ class TrialLoop:
         # dies (a worker killed while holding it), also behind a transaction-pooling PgBouncer.
         with self.storage.engine.begin() as conn:
             conn.execute(sa.text("select pg_advisory_xact_lock(:k)"), {"k": key})
-            yield
+            yield True
 
     def _run_one(self, trial: optuna.Trial) -> TrialState | None:
         """Run one trial and tell the storage; None if the storage had already failed it."""
@@ -342,15 +399,38 @@ class TrialLoop:
                 raise
             except Exception as exc:
                 state, error = TrialState.FAIL, exc
+        storage_failed = isinstance(error, _transient())
+        if storage_failed:
+            # The storage, not the recipe, failed this trial: say so, and queue the recipe again.
+            first = (str(error).strip().splitlines() or [""])[0]
+            with contextlib.suppress(*_transient(), optuna.exceptions.UpdateFinishedTrialError):
+                self._retrying(
+                    "recording a failure",
+                    lambda: trial.set_user_attr(ATTR_FAILURE, f"storage error: {type(error).__name__}: {first}"),
+                )
+        attempt = {"skip": False}
+
+        def tell() -> optuna.trial.FrozenTrial:
+            # A retried tell may find its first attempt committed: skip_if_finished then returns it.
+            skip, attempt["skip"] = attempt["skip"], True
+            return self.study.tell(
+                trial, values if state == TrialState.COMPLETE else None, state=state, skip_if_finished=skip
+            )
+
         try:
-            frozen = self.study.tell(trial, values if state == TrialState.COMPLETE else None, state=state)
+            frozen = self._retrying("recording a result", tell)
         except optuna.exceptions.UpdateFinishedTrialError:
+            frozen = None
+        if frozen is None or (state != TrialState.FAIL and frozen.state == TrialState.FAIL and not storage_failed):
             # Failed as stale by another worker while this one still ran it (its heartbeats did not
             # get through for a whole grace period); its retry owns the slot, so this result goes.
             self.on_wait(f"trial {trial.number} had been failed as lost by another worker; its result is dropped")
             return None
+        if storage_failed:
+            with contextlib.suppress(*_transient()):
+                _RetryLostTrial(self.settings.max_retry)(self.study, frozen)
         self.on_trial(frozen)
-        if error is not None and not isinstance(error, self.catch):
+        if error is not None and not storage_failed and not isinstance(error, self.catch):
             raise error
         return frozen.state
 
