@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from recipe_opt.space import SearchSpace
     from recipe_opt.study import SelectedRecipe
 
+
 class _OneLineUsageErrors(TyperGroup):
     """Usage errors (an option out of range, an unknown option, a missing argument) as one line,
     `error: --n-trials: ...`, and exit status 2, like every other bad input; click's default is a
@@ -52,7 +53,8 @@ class _OneLineUsageErrors(TyperGroup):
             opts = [o for o in getattr(param, "opts", None) or [] if o.startswith("-")]
             if opts:  # name the option, and show the value given (click's message has neither)
                 message = f"{opts[0]}: " + message.split(": ", 1)[-1].rstrip(".")
-                argv = list(args[0]) if args and args[0] is not None else sys.argv[1:]
+                given = kwargs.get("args", args[0] if args else None)
+                argv = list(given) if given is not None else sys.argv[1:]
                 for i, token in enumerate(argv):
                     if token in opts and i + 1 < len(argv):
                         message += f", but got {argv[i + 1]!r}"

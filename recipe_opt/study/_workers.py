@@ -144,6 +144,8 @@ class _RetryLostTrial:
             self.retry = RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if not trial.params:  # stopped before its recipe was drawn: nothing to retry, its slot is free
+            return
         clean = copy.copy(trial)
         clean.user_attrs = {k: v for k, v in trial.user_attrs.items() if k == ATTR_ORIGIN}
         self.retry(study, clean)
@@ -329,6 +331,9 @@ class TrialLoop:
 
     def _reserve(self) -> tuple[optuna.Trial | None, int, int]:
         """A new trial if a budget slot is free, else None; (trial, finished, running)."""
+        # Outside the lock first: a joining worker's first read loads the whole study (1.2 s at
+        # 1000 trials, bench/coordination.py); under the lock it is then only the trials since.
+        count_trials(self.study)
         with self._lock() as locked:
             if locked:
                 self._fail_orphans()
@@ -361,16 +366,17 @@ class TrialLoop:
                         t._trial_id, ATTR_FAILURE, "orphaned: its worker lost the storage while starting it"
                     )
                     self.storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
-                    if t.params:
-                        _RetryLostTrial(self.settings.max_retry)(self.study, self.storage.get_trial(t._trial_id))
+                    _RetryLostTrial(self.settings.max_retry)(self.study, self.storage.get_trial(t._trial_id))
 
     @contextlib.contextmanager
     def _lock(self) -> Iterator[bool]:
         """Serialise count-then-ask across workers (PostgreSQL advisory lock, per study).
 
         Without it, workers that count at the same moment all see a free slot and the study
-        overshoots its budget by up to N-1 trials. The lock is held for one count and one ask
-        (the sampler's suggestion included): milliseconds with TPE at hundreds of trials.
+        overshoots its budget by up to N-1 trials. The lock is held for one count and one ask;
+        the sampler's suggestions come later, at the objective's first `suggest_*`, outside it.
+        bench/coordination.py measured 30-40 ms held per start at 100-1000 trials: 25-35 trial
+        starts a second for the whole study.
         """
         if not self.storage.url.startswith("postgresql"):
             yield False
@@ -437,7 +443,8 @@ class TrialLoop:
     def _interrupted(self, trial: optuna.Trial) -> None:
         """SIGINT/SIGTERM mid-trial: fail it with the reason and queue its recipe again."""
         with contextlib.suppress(Exception):  # the storage may be what failed; the heartbeat then retries
-            trial.set_user_attr(ATTR_FAILURE, f"interrupted: worker {self.worker.id} was stopped; re-queued")
+            requeued = "; re-queued" if trial.params else ""  # no recipe drawn yet: nothing to retry
+            trial.set_user_attr(ATTR_FAILURE, f"interrupted: worker {self.worker.id} was stopped{requeued}")
             frozen = self.study.tell(trial, state=TrialState.FAIL)
             _RetryLostTrial(self.settings.max_retry)(self.study, frozen)
 
