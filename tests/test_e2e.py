@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import optuna
@@ -29,10 +28,7 @@ def search(cfg: Path, *extra: str) -> subprocess.CompletedProcess[str]:
 
 def test_three_trial_study_end_to_end(tiny_world: Path, tmp_path: Path) -> None:
     cfg = write_study(tmp_path / "studies", tiny_world, name="e2e", n_trials=3, backend="lm-eval")
-    start = time.perf_counter()
     r = search(cfg)
-    elapsed = time.perf_counter() - start
-    assert elapsed < 120, f"3-trial study took {elapsed:.0f} s"
     assert "Feasible Pareto front of e2e" in r.stdout and "selected trial" in r.stdout
     assert "Traceback" not in r.stderr
 
@@ -110,7 +106,7 @@ def test_three_trial_study_end_to_end(tiny_world: Path, tmp_path: Path) -> None:
     engine.dispose()
 
 
-def test_resume_continues_instead_of_starting_over(tiny_world: Path, tmp_path: Path) -> None:
+def test_resume_continues_and_refuses_a_changed_space(tiny_world: Path, tmp_path: Path) -> None:
     cfg = write_study(tmp_path, tiny_world, name="resume", n_trials=2)
     url = f"sqlite:///{tmp_path / 'demo.db'}"
     search(cfg)
@@ -140,14 +136,11 @@ def test_resume_continues_instead_of_starting_over(tiny_world: Path, tmp_path: P
     assert "nothing to run" in r.stdout
     assert len(optuna.load_study(study_name="resume", storage=url).trials) == 5
 
-
-def test_resume_refuses_a_changed_search_space(tiny_world: Path, tmp_path: Path) -> None:
-    cfg = write_study(tmp_path, tiny_world, name="changed", n_trials=1)
-    search(cfg)
+    # A changed search space is a different study: resuming it is refused, and nothing is added.
     space = tmp_path / "space.yaml"
     space.write_text(space.read_text().replace("high: 0.5}", "high: 0.4}"))
     r = subprocess.run(
-        [sys.executable, "-m", "recipe_opt", "search", str(cfg), "--n-trials", "2"], capture_output=True, text=True
+        [sys.executable, "-m", "recipe_opt", "search", str(cfg), "--n-trials", "6"], capture_output=True, text=True
     )
-    assert r.returncode == 2
-    assert "different search space" in r.stderr
+    assert r.returncode == 2 and "different search space" in r.stderr, r.stdout + r.stderr
+    assert len(optuna.load_study(study_name="resume", storage=url).trials) == 5

@@ -345,12 +345,16 @@ class TrialLoop:
                 # heartbeat itself (see _heartbeat), as optimize would.
                 warnings.filterwarnings("ignore", message="Heartbeat of storage", category=UserWarning)
                 trial = self.study.ask()
-            # Still under the lock: the worker's name and a first heartbeat. A trial that lacks
-            # them once the lock is free was orphaned by a failed start (`_fail_orphans`); one
-            # that has them is failed by the heartbeat check if its worker dies from here on.
-            trial.set_user_attr(ATTR_WORKER, self.worker.as_attr())
+            # Still under the lock: a first heartbeat, then the worker's name, in that order. A
+            # trial without the name once the lock is free was orphaned by a start that died or
+            # lost its connection half-way (`_fail_orphans` fails it); a trial with the name
+            # therefore has a heartbeat too, so the stale check fails it if its worker dies from
+            # here on. (The other order left a window, a kill between the two writes, in which a
+            # trial had a name but no heartbeat: Optuna never counts such a trial as stale, and
+            # it would have held a budget slot forever.)
             if self.heartbeat:
                 self.storage.record_heartbeat(trial._trial_id)
+            trial.set_user_attr(ATTR_WORKER, self.worker.as_attr())
         return trial, finished, running
 
     def _fail_orphans(self) -> None:
