@@ -52,6 +52,24 @@ def test_base_weights_untouched_and_adapter_really_trained(trainer: ProxyTrainer
     assert not any(p.requires_grad for p in trainer.base.model.parameters())
 
 
+def test_a_run_times_its_phases(trainer: ProxyTrainer) -> None:
+    """Setup, data, rungs and unload are timed apart from the steps (bench/trial_profile.py reads them)."""
+    seen: list[float] = []
+
+    def rung(step: int, model: object, partial: object) -> None:
+        seen.append(step)
+
+    with trainer.train(recipe(steps=200), rungs={10: rung}) as (_, result):
+        assert result.unload_seconds == 0.0  # not unloaded yet
+    assert seen == [10]
+    assert result.setup_seconds > 0 and result.data_seconds > 0 and result.rung_seconds > 0
+    assert result.unload_seconds > 0  # set when the block exits
+    assert 0 < result.step_seconds < result.train_seconds
+    assert result.data_seconds + result.rung_seconds < result.train_seconds
+    m = result.as_metrics()
+    assert m["unload_seconds"] == round(result.unload_seconds, 4) and m["setup_seconds"] > 0
+
+
 def test_base_restored_after_a_failing_trial(trainer: ProxyTrainer) -> None:
     before = state_checksum(trainer.base.model)
     with pytest.raises(RuntimeError, match="boom"), trainer.train(recipe(steps=100)):

@@ -129,6 +129,20 @@ class TrainResult:
     first_loss: float
     final_loss: float
     losses: list[float] = field(default_factory=list)
+    # Where the trial's trainer time went, for `bench/trial_profile.py` and the trial record.
+    # `train_seconds` is the whole step loop; of it, `data_seconds` went to batch sampling and
+    # collation and `rung_seconds` to rung evaluations. `setup_seconds` is before the loop (peft
+    # injection, optimiser, scheduler, accelerate's prepare); `unload_seconds` after it (adapter
+    # unload, accelerate's free_memory and its gc.collect), set when the `train` block exits.
+    setup_seconds: float = 0.0
+    data_seconds: float = 0.0
+    rung_seconds: float = 0.0
+    unload_seconds: float = 0.0
+
+    @property
+    def step_seconds(self) -> float:
+        """The step loop less data preparation and rung evaluations: forward, backward, optimiser."""
+        return self.train_seconds - self.data_seconds - self.rung_seconds
 
     @property
     def projected_full_seconds(self) -> float:
@@ -149,6 +163,10 @@ class TrainResult:
             "projected_full_seconds": round(self.projected_full_seconds, 2),
             "first_loss": self.first_loss,
             "final_loss": self.final_loss,
+            "setup_seconds": round(self.setup_seconds, 4),
+            "data_seconds": round(self.data_seconds, 4),
+            "rung_seconds": round(self.rung_seconds, 4),
+            "unload_seconds": round(self.unload_seconds, 4),
         }
 
 
@@ -275,6 +293,7 @@ class ProxyTrainer:
         from peft import LoraConfig, get_peft_model
         from transformers import get_scheduler
 
+        entered = time.perf_counter()
         s = self.settings
         steps = s.proxy_steps(recipe)
         lora = LoraConfig(
@@ -287,6 +306,7 @@ class ProxyTrainer:
             task_type="CAUSAL_LM",
         )
         torch.manual_seed(recipe.seed)  # LoRA A-matrix init and dropout draw from torch's RNG
+        result: TrainResult | None = None
         try:
             with warnings.catch_warnings():
                 # peft 0.21 probes transformers 5's deprecated `is_gradient_checkpointing`.
@@ -318,10 +338,15 @@ class ProxyTrainer:
                 num_training_steps=steps,
             )
             model, optimizer = self.accelerator.prepare(peft_model, optimizer)
-            result = self._loop(recipe, model, optimizer, scheduler, steps, n_trainable, progress, rungs or {})
+            tally = _Tally(n_trainable=n_trainable, setup_seconds=time.perf_counter() - entered)
+            result = self._loop(recipe, model, optimizer, scheduler, steps, tally, progress, rungs or {})
             model.eval()
             yield model, result
+        except TrialInterrupted as exc:
+            result = exc.result  # a diverged or stopped run's unload is timed too
+            raise
         finally:
+            unloading = time.perf_counter()
             self.accelerator.free_memory()
             restored = peft_model.unload()  # removes LoRA layers without merging them
             if self.settings.gradient_checkpointing:
@@ -332,6 +357,8 @@ class ProxyTrainer:
             for p in restored.parameters():
                 p.requires_grad_(False)
             restored.eval()
+            if result is not None:
+                result.unload_seconds = time.perf_counter() - unloading
 
     def _loop(
         self,
@@ -340,20 +367,21 @@ class ProxyTrainer:
         optimizer: Any,
         scheduler: Any,
         steps: int,
-        n_trainable: int,
+        tally: _Tally,
         progress: ProgressFn | None,
         rungs: Mapping[int, RungFn],
     ) -> TrainResult:
         s = self.settings
-        sampler = self.sampler(recipe)
         device = self.accelerator.device
         pad_id = self.base.pad_id
-        tally = _Tally(n_trainable=n_trainable)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         model.train()
         tally.start = time.perf_counter()
+        sampler = self.sampler(recipe)
+        tally.data_seconds += time.perf_counter() - tally.start
         for step in range(1, steps + 1):
+            data_start = time.perf_counter()
             examples = [self.data.get(d.source)[d.index] for d in sampler.next_batch()]
             # With accumulation the step's batch runs as `k` micro-batches. Each micro-batch's
             # mean loss is weighted by its share of the step's target tokens, so the summed
@@ -361,6 +389,7 @@ class ProxyTrainer:
             k = s.grad_accumulation
             size = len(examples) // k
             micro = [collate(examples[i * size : (i + 1) * size], pad_id) for i in range(k)]
+            tally.data_seconds += time.perf_counter() - data_start
             n_targets = max(1, sum(b.n_target_tokens for b in micro))
             step_loss = 0.0
             pending = []
@@ -410,10 +439,13 @@ class ProxyTrainer:
                 progress(step, steps, loss)
             if step in rungs:
                 model.eval()
+                rung_start = time.perf_counter()
                 try:
                     rungs[step](step, model, self._result(recipe, tally, device))
                 except EarlyStop as stop:
                     raise TrialStopped(step, stop.reason, self._result(recipe, tally, device)) from None
+                finally:
+                    tally.rung_seconds += time.perf_counter() - rung_start
                 model.train()
         return self._result(recipe, tally, device)
 
@@ -445,12 +477,18 @@ class ProxyTrainer:
             first_loss=t.losses[0] if t.losses else math.nan,
             final_loss=sum(finite) / len(finite) if finite else math.nan,
             losses=list(t.losses),
+            setup_seconds=t.setup_seconds,
+            data_seconds=t.data_seconds,
+            rung_seconds=t.rung_seconds,
         )
 
 
 @dataclass
 class _Tally:
     n_trainable: int
+    setup_seconds: float = 0.0
+    data_seconds: float = 0.0
+    rung_seconds: float = 0.0
     tokens: int = 0
     target_tokens: int = 0
     start: float = 0.0
