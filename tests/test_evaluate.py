@@ -95,3 +95,25 @@ def test_lm_eval_options_pass_through_and_are_checked(tiny_world: Path) -> None:
     zero = LmEvalScorer(tasks, base.tokenizer, limit=8).score(base.model)["demo_add"]
     two = LmEvalScorer(tasks, base.tokenizer, limit=8, options={"num_fewshot": 2}).score(base.model)["demo_add"]
     assert (zero["n_shot"], two["n_shot"]) == (0.0, 2.0) and two["n"] == 8
+
+
+def test_lm_eval_environment_metadata_is_collected_once(tiny_world: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`simple_evaluate` probes the environment (torch's collect_env) on every call; recipe-opt
+    keeps the first answer for the process, so later evaluations skip the probe."""
+    import lm_eval.evaluator
+    import torch.utils.collect_env
+
+    from recipe_opt.train import load_base_model
+
+    probes: list[int] = []
+    original = torch.utils.collect_env.get_pretty_env_info
+    monkeypatch.setattr(torch.utils.collect_env, "get_pretty_env_info", lambda: probes.append(1) or original())
+    base = load_base_model(tiny_world / "models" / "v0")
+    tasks = find_tasks(REPO / "evaluators" / "demo", ["demo_add"], tiny_world / "data")
+    for _ in range(2):
+        LmEvalScorer(tasks, base.tokenizer, limit=4).score(base.model)
+    # At most the first evaluation of the session probes (an earlier test may have done it).
+    assert len(probes) <= 1
+    results: dict[str, object] = {}
+    lm_eval.evaluator.add_env_info(results)
+    assert isinstance(results.get("pretty_env_info"), str) and results["pretty_env_info"]
