@@ -9,6 +9,7 @@ only from there.
 from __future__ import annotations
 
 import contextlib
+import gc
 import hashlib
 import json
 import time
@@ -428,13 +429,12 @@ class StudyRunner:
         """Free the base model and evaluators (and their GPU memory); `build` makes them again."""
         if not self._built:
             return
-        import gc
-
         import torch
 
         for name in ("base", "trainer", "evaluator", "rung_evaluator"):
             self.__dict__.pop(name, None)
         self._built = False
+        gc.unfreeze()  # frozen by `work`: back in the collector's reach, so cycles are freed too
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
@@ -730,6 +730,14 @@ class StudyRunner:
             poll_interval=poll_interval,
             on_wait=self.reporter.phase,
         )
+        # Everything built so far (the base model, tokenised data, eval tasks, the imports of
+        # torch, transformers and lm-eval: ~440k objects on the demo world) lives as long as the
+        # process. Frozen, it is left out of every later garbage collection: accelerate's
+        # `free_memory` after each trial runs `gc.collect()`, which scanned all of it in 0.23 s
+        # (3% of a 7 s demo trial) and now takes ~0.01 s. Reference counting still frees it
+        # when dropped; `release` unfreezes before its own collection.
+        gc.collect()
+        gc.freeze()
         outcome = loop.run()
         if outcome.stopped == "max_cost":
             self.reporter.phase(
