@@ -4,33 +4,45 @@
     python bench/trial_profile.py --gpu [--batch 8 --seq 512 --steps 20 --warmup 5] [--peak-tflops T]
 
 CPU part (default): runs the demo study (studies/demo.yaml, cycle 1, its own sampler, scorer and
-proxy settings) for --trials trials through `StudyRunner.run` on a fresh SQLite file, and times
-each phase from outside by wrapping the public calls a trial makes (nothing in the package is
-changed; the wrappers are removed afterwards):
+proxy settings) for --trials trials through `StudyRunner.run` on a fresh SQLite file, and reads
+each trial's phases from what the package itself records with every trial (nothing of
+recipe-opt is wrapped or patched):
 
   base-model load   once per process (shown amortised over the trials): from the runner's
                     "loading base model" phase message to its next one (a `SearchReporter`)
-  adapter setup     `ProxyTrainer.train` from entry to the start of the step loop: peft injection
-                    (`peft.get_peft_model`, reported on its own), AdamW, LR scheduler,
-                    `Accelerator.prepare`; i.e. entry-to-yield minus `TrainResult.train_seconds`
-  training          `TrainResult.train_seconds` minus the batch sampling and collation inside it
-  evaluation        `SuiteEvaluator.evaluate` on the adapted model (and at rungs, if enabled); of
-                    which, with lm-eval, the environment metadata `simple_evaluate` collects
-                    (`add_env_info`, `get_git_commit_hash`) is reported on its own
-  bookkeeping       the rest of the trial: the trial's wall time (from Optuna's `study.ask` to
-                    the next trial's) minus the three phases above; split into recipe sampling
-                    (`SearchSpace.sample`, with Optuna's suggest calls), data preparation
-                    (BatchSampler + `collate`), storage writes in the objective
-                    (`Trial.set_user_attr` / `set_constraint`), adapter unload (`PeftModel.unload`
-                    and accelerate's `free_memory`), Optuna's `ask`, Optuna's `tell` + the
-                    `gc.collect()` after each trial, and what remains.
-
+  adapter setup     `TrainResult.setup_seconds`: peft injection, AdamW, LR scheduler,
+                    `Accelerator.prepare`
+  training          `TrainResult.step_seconds`: the step loop less batch preparation and rung
+                    evaluations (forward, backward, optimiser)
+  evaluation        the trial's `eval_seconds` (lm-eval or native, every suite) plus its rung
+                    evaluations; of which, with lm-eval, the environment metadata
+                    `simple_evaluate` collects (`add_env_info`, `get_git_commit_hash`, wrapped in
+                    lm-eval's module and reported on its own)
+  bookkeeping       the rest of the trial's wall time, from its start in Optuna's storage to the
+                    next trial's start: recipe sampling (`sampling_seconds`: the sampler's
+                    suggest calls, GP fit included), data preparation (`data_seconds`: batch
+                    sampling and collation), adapter unload (`unload_seconds`: peft unload and
+                    accelerate's `free_memory` with its `gc.collect`), the objective's other work
+                    (attribute and constraint writes, progress), and the worker loop between
+                    trials (Optuna's `tell` and `ask`, stale-trial check, budget count).
 Writes bench/results/trial_profile_cpu.json.
 
 GPU part (--gpu; skipped with a message where `torch.cuda.is_available()` is false): a Qwen2-0.5B-
-shaped model with random weights in bf16, a rank-16 LoRA adapter on all linear projections, AdamW
-on the adapter only, random token batches. Reports tokens/s, model FLOPs utilisation and peak
-memory; writes bench/results/trial_profile_gpu.json. FLOPs per trained token follow recipe-opt's
+shaped model with random weights (throughput does not depend on them), a rank-16 LoRA adapter on
+all linear projections, random full-length token sequences, timed two ways:
+
+  proxy_trial               recipe-opt's own trainer (`ProxyTrainer.train`, the path a trial of
+                            `recipe-opt search` takes): the base loaded as `load_base_model` loads a
+                            checkpoint (fp32, frozen), bf16 from accelerate's autocast
+                            (`proxy.mixed_precision: bf16`), AdamW on the adapter; steps timed
+                            from the trainer's progress callback (each reads the loss, so each
+                            mark is a synchronised step boundary); adapter setup and unload
+                            reported beside
+  reference_loop_bf16_base  a hand-written LoRA loop over a base stored in bf16 (no autocast
+                            casts): how far the trainer's path is from a lean loop
+
+Reports tokens/s, model FLOPs utilisation and peak memory for each; writes
+bench/results/trial_profile_gpu.json. FLOPs per trained token follow recipe-opt's
 LoRA arithmetic (recipe_opt/train/_proxy.py) plus attention scores:
 
     4 N + 6 n + 12 L s d
@@ -47,7 +59,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import gc
 import json
 import os
 import platform
@@ -58,8 +69,8 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import yaml
@@ -69,18 +80,9 @@ ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "d
 # Dense bf16 tensor-core peak FLOP/s (no sparsity), from the vendors' data sheets.
 PEAK_BF16 = {"H100 SXM": 989e12, "H100 PCIe": 756e12, "H200": 989e12, "A100": 312e12, "L4": 121e12}
 PHASES = ("adapter_setup", "training", "evaluation", "bookkeeping")
-# Parts of the phases above, shown as "of which": peft injection (adapter setup), lm-eval's
-# metadata collection (evaluation), gc.collect (adapter unload; Optuna's tell and gc).
-OF_WHICH = ("peft_injection", "lm_eval_metadata", "gc_collect_in_unload", "gc_collect_elsewhere")
-BOOKKEEPING = (
-    "recipe_sampling",
-    "data_preparation",
-    "storage_writes_in_objective",
-    "adapter_unload",
-    "optuna_ask",
-    "optuna_tell_and_gc",
-    "other",
-)
+# Shown as "of which" of evaluation: lm-eval's environment-metadata collection.
+OF_WHICH = ("lm_eval_metadata",)
+BOOKKEEPING = ("recipe_sampling", "data_preparation", "adapter_unload", "objective_other", "worker_loop")
 
 
 def versions() -> dict[str, str]:
@@ -120,238 +122,89 @@ def machine(load_at_start: tuple[float, ...]) -> dict[str, Any]:
 # ---- CPU part: the demo study's trials, timed phase by phase ---------------------------------------
 
 
-class Patches:
-    """Replace attributes (of modules, classes or instances) and put them all back on exit."""
-
-    def __init__(self) -> None:
-        self._undo: list[Callable[[], None]] = []
-
-    def set(self, obj: Any, name: str, value: Any) -> None:
-        plain = isinstance(obj, type | ModuleType)
-        # object.__setattr__ also reaches instances of frozen dataclasses (SearchSpace).
-        setter, deleter = (setattr, delattr) if plain else (object.__setattr__, object.__delattr__)
-        own, old = name in vars(obj), vars(obj).get(name)
-        setter(obj, name, value)
-        self._undo.append(lambda: setter(obj, name, old) if own else deleter(obj, name))
-
-    def undo(self) -> None:
-        while self._undo:
-            self._undo.pop()()
-
-
 class PhaseReporter:
-    """A `SearchReporter` that only timestamps the runner's phase messages."""
+    """A `SearchReporter` that timestamps the runner's phase messages and marks the running trial."""
 
     def __init__(self) -> None:
         self.phases: list[tuple[float, str]] = []
+        self.trial: int | None = None  # the trial between its `trial_started` and `trial_finished`
 
     def phase(self, message: str) -> None:
         self.phases.append((time.perf_counter(), message.replace(str(REPO) + "/", "")))
 
     def trial_started(self, number: int, recipe: Any, proxy_steps: int) -> None:
-        pass
+        self.trial = number
 
     def step(self, done: int, total: int, loss: float) -> None:
         pass
 
     def trial_finished(self, summary: Any) -> None:
-        pass
+        self.trial = None
 
 
-class Clock:
-    """Timings: `rec` is the current trial's record (from its `ask` on), or the one-time record."""
+@contextlib.contextmanager
+def lm_eval_metadata_timer(reporter: PhaseReporter, seconds: dict[int | None, float]) -> Iterator[None]:
+    """Time lm-eval's environment-metadata calls, per trial (None: outside a trial).
 
-    def __init__(self) -> None:
-        self.once: dict[str, float] = {}
-        self.trials: list[dict[str, Any]] = []
-        self.in_trial = False  # from the first `ask` until `optimize` returns
-        self.window: str | None = None  # "train" between ProxyTrainer.train's entry and its yield
+    `simple_evaluate` ends by collecting metadata for its results (torch's collect_env, which
+    runs `pip list` and other probes, and the git commit): part of every evaluation's time, but
+    not scoring. Wrapped where lm-eval's evaluator looks them up, and put back afterwards.
+    """
+    try:
+        import lm_eval.evaluator as lm_evaluator
+    except ImportError:
+        yield
+        return
+    originals = {name: getattr(lm_evaluator, name) for name in ("add_env_info", "get_git_commit_hash")}
 
-    @property
-    def rec(self) -> dict[str, Any]:
-        return self.trials[-1] if self.in_trial else self.once
-
-    def add(self, key: str, seconds: float, rec: dict[str, Any] | None = None) -> None:
-        rec = self.rec if rec is None else rec
-        rec[key] = rec.get(key, 0.0) + seconds
-
-    def timed(self, key: str, fn: Callable[..., Any], *, skip_in_train: bool = False) -> Callable[..., Any]:
+    def timed(fn: Callable[..., Any]) -> Callable[..., Any]:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            if skip_in_train and self.window == "train":
-                return fn(*args, **kwargs)
             start = time.perf_counter()
             try:
                 return fn(*args, **kwargs)
             finally:
-                self.add(key, time.perf_counter() - start)
+                seconds[reporter.trial] = seconds.get(reporter.trial, 0.0) + time.perf_counter() - start
 
         return wrapper
 
-
-def instrument(runner: Any, clock: Clock, patches: Patches) -> None:
-    """Wrap what a trial calls. `runner` must be built (trainer and evaluators exist)."""
-    import optuna
-    import peft
-
-    import recipe_opt.train._proxy as proxy_module
-    from recipe_opt.train import TrialInterrupted
-
-    # Optuna: the trial starts at `ask`; `optimize` returning ends the last one.
-    orig_ask = optuna.study.Study.ask
-
-    def ask(study: Any, *args: Any, **kwargs: Any) -> Any:
-        start, cpu_start = time.perf_counter(), time.process_time()
-        trial = orig_ask(study, *args, **kwargs)
-        rec = {"ask_start": start, "cpu_start": cpu_start, "optuna_ask": time.perf_counter() - start}
-        clock.trials.append(rec)
-        clock.in_trial = True
-        return trial
-
-    patches.set(optuna.study.Study, "ask", ask)
-    orig_optimize = optuna.study.Study.optimize
-
-    def optimize(study: Any, *args: Any, **kwargs: Any) -> Any:
-        start = time.perf_counter()
-        try:
-            return orig_optimize(study, *args, **kwargs)
-        finally:
-            clock.once["optimize_end"] = time.perf_counter()
-            clock.once["optimize_end_cpu"] = time.process_time()
-            clock.once["optimize"] = clock.once["optimize_end"] - start
-            clock.in_trial = False
-
-    patches.set(optuna.study.Study, "optimize", optimize)
-    for name in ("set_user_attr", "set_constraint"):
-        patches.set(
-            optuna.trial.Trial,
-            name,
-            clock.timed("storage_writes_in_objective", getattr(optuna.trial.Trial, name), skip_in_train=True),
-        )
-    orig_collect = gc.collect
-
-    def collect(*args: Any, **kwargs: Any) -> int:
-        start = time.perf_counter()
-        try:
-            return orig_collect(*args, **kwargs)
-        finally:  # accelerate's `free_memory` collects during the unload; Optuna after each trial
-            where = "in_unload" if clock.window == "unload" else "elsewhere"
-            clock.add(f"gc_collect_{where}", time.perf_counter() - start)
-
-    patches.set(gc, "collect", collect)
-
-    orig_objective = runner.objective
-
-    def objective(trial: Any, base_eval: Any) -> Any:
-        clock.rec["number"] = trial.number
-        start = time.perf_counter()
-        try:
-            return orig_objective(trial, base_eval)
-        finally:
-            clock.rec["objective"] = time.perf_counter() - start
-
-    patches.set(runner, "objective", objective)
-    patches.set(runner.space, "sample", clock.timed("recipe_sampling", runner.space.sample))
-
-    # Evaluation; inside the training window it is a rung evaluation (counted in train_seconds).
-    def timed_evaluate(fn: Callable[..., Any]) -> Callable[..., Any]:
-        def evaluate(model: Any) -> Any:
-            start = time.perf_counter()
-            try:
-                return fn(model)
-            finally:
-                key = "rung_evaluation" if clock.window == "train" else "evaluation"
-                clock.add(key if clock.in_trial else "base_evaluation", time.perf_counter() - start)
-
-        return evaluate
-
-    evaluators = {id(runner.evaluator): runner.evaluator, id(runner.rung_evaluator): runner.rung_evaluator}
-    for ev in evaluators.values():
-        patches.set(ev, "evaluate", timed_evaluate(ev.evaluate))
-
-    # Training: entry -> yield = adapter setup + the step loop (`TrainResult.train_seconds`).
-    trainer = runner.trainer
-    orig_train = trainer.train
-
-    @contextlib.contextmanager
-    def train(recipe: Any, **kwargs: Any) -> Iterator[Any]:
-        rec = clock.rec
-        start = time.perf_counter()
-        clock.window = "train"
-        try:
-            with orig_train(recipe, **kwargs) as (model, result):
-                rec["train_window"] = time.perf_counter() - start
-                rec["train_loop"] = result.train_seconds
-                rec["proxy_steps"] = result.proxy_steps
-                rec["tokens"] = result.tokens_seen
-                clock.window = None
-                yield model, result
-                unload_start = time.perf_counter()
-                clock.window = "unload"
-            # Only reached when the body (evaluation) returned: the `with` exit unloaded the adapter.
-            rec["adapter_unload"] = time.perf_counter() - unload_start
-        except TrialInterrupted as exc:  # diverged or stopped: pruned (its unload lands in adapter setup)
-            rec["interrupted"] = exc.reason
-            rec["train_window"] = time.perf_counter() - start
-            rec["train_loop"] = exc.result.train_seconds
-            raise
-        finally:
-            clock.window = None
-
-    patches.set(trainer, "train", train)
-    patches.set(peft, "get_peft_model", clock.timed("peft_injection", peft.get_peft_model))
-    orig_sampler = trainer.sampler
-
-    def sampler(recipe: Any) -> Any:
-        start = time.perf_counter()
-        batches = orig_sampler(recipe)
-        clock.add("data_sampler_init", time.perf_counter() - start)
-        patches.set(batches, "next_batch", clock.timed("data_next_batch", batches.next_batch))
-        return batches
-
-    patches.set(trainer, "sampler", sampler)
-    if runner.cfg.evaluation.backend == "lm-eval":
-        # `simple_evaluate` ends by collecting environment metadata for its results (torch's
-        # collect_env, which runs `pip list` and other probes, and the git commit): part of every
-        # evaluation's time, but not scoring. Wrapped where lm-eval's evaluator looks them up.
-        import lm_eval.evaluator as lm_evaluator
-
-        for name in ("add_env_info", "get_git_commit_hash"):
-            patches.set(lm_evaluator, name, clock.timed("lm_eval_metadata", getattr(lm_evaluator, name)))
-    # `collate` is looked up in the trainer's module at each step: the one private name wrapped here.
-    patches.set(proxy_module, "collate", clock.timed("data_collate", proxy_module.collate))
+    for name, fn in originals.items():
+        setattr(lm_evaluator, name, timed(fn))
+    try:
+        yield
+    finally:
+        for name, fn in originals.items():
+            setattr(lm_evaluator, name, fn)
 
 
-def derive(rec: dict[str, Any]) -> dict[str, Any]:
-    """Phase seconds of one trial from its raw timings."""
-    g = lambda k: float(rec.get(k, 0.0))  # noqa: E731
-    data_in_loop = g("data_next_batch") + g("data_collate")
+def derive(metrics: dict[str, Any], total: float, lm_eval_metadata: float) -> dict[str, float]:
+    """Phase seconds of one complete trial from what it recorded, and its wall time `total`."""
+    train = metrics["train"]
     phases = {
-        "adapter_setup": g("train_window") - g("train_loop") - g("data_sampler_init"),
-        "training": g("train_loop") - data_in_loop - g("rung_evaluation"),
-        "evaluation": g("evaluation") + g("rung_evaluation"),
+        "adapter_setup": train["setup_seconds"],
+        "training": train["train_seconds"] - train["data_seconds"] - train["rung_seconds"],
+        "evaluation": metrics["eval_seconds"] + train["rung_seconds"],
     }
-    phases["bookkeeping"] = rec["total"] - sum(phases.values())
+    phases["bookkeeping"] = total - sum(phases.values())
+    in_objective = metrics["trial_seconds"]  # from the objective's start to its metrics write
+    timed_in_objective = (
+        metrics["sampling_seconds"]
+        + train["setup_seconds"]
+        + train["train_seconds"]
+        + metrics["eval_seconds"]
+        + train["unload_seconds"]
+    )
     book = {
-        "recipe_sampling": g("recipe_sampling"),
-        "data_preparation": g("data_sampler_init") + data_in_loop,
-        "storage_writes_in_objective": g("storage_writes_in_objective"),
-        "adapter_unload": g("adapter_unload"),
-        "optuna_ask": g("optuna_ask"),
-        "optuna_tell_and_gc": rec["total"] - g("optuna_ask") - g("objective"),
+        "recipe_sampling": metrics["sampling_seconds"],
+        "data_preparation": train["data_seconds"],
+        "adapter_unload": train["unload_seconds"],
+        "objective_other": in_objective - timed_in_objective,
+        "worker_loop": total - in_objective,
     }
-    book["other"] = phases["bookkeeping"] - sum(book.values())
     return {
-        "number": rec.get("number"),
-        "total": rec["total"],
+        "total": total,
         **phases,
-        "peft_injection": g("peft_injection"),
-        "lm_eval_metadata": g("lm_eval_metadata"),
-        "gc_collect_in_unload": g("gc_collect_in_unload"),
-        "gc_collect_elsewhere": g("gc_collect_elsewhere"),
+        "lm_eval_metadata": lm_eval_metadata,
         **{f"bookkeeping.{k}": v for k, v in book.items()},
-        "cores_used": rec["cores_used"],
-        "proxy_steps": rec.get("proxy_steps"),
-        "tokens": rec.get("tokens"),
     }
 
 
@@ -362,6 +215,7 @@ def cpu_part(args: argparse.Namespace) -> None:
     import torch
 
     from recipe_opt.demo import build_world
+    from recipe_opt.study import ATTR_BASE_EVAL, ATTR_METRICS
 
     imports_s = time.perf_counter() - t_import
     torch.set_num_threads(os.cpu_count() or 1)
@@ -376,42 +230,44 @@ def cpu_part(args: argparse.Namespace) -> None:
     cfg["evaluation"]["backend"] = args.backend or demo_backend
     cfg_path.write_text(yaml.safe_dump(cfg))
 
-    clock = Clock()
-    patches = Patches()
-    try:
-        runner = runner_for(cfg_path)
-        runner.reporter = reporter = PhaseReporter()
-        start = time.perf_counter()
-        cpu_start = time.process_time()
+    runner = runner_for(cfg_path)
+    runner.reporter = reporter = PhaseReporter()
+    metadata: dict[int | None, float] = {}
+    cpu_start = time.process_time()
+    start = time.perf_counter()
+    with lm_eval_metadata_timer(reporter, metadata):
         runner.build()
         build_end = time.perf_counter()
-        clock.once["build"] = build_end - start
-        # Seconds from each of build's phase messages to the next (the last: to `build` returning).
-        marks = [*reporter.phases, (build_end, "")]
-        build_phases = {msg: marks[i + 1][0] - t for i, (t, msg) in enumerate(reporter.phases)}
-        instrument(runner, clock, patches)
-        start = time.perf_counter()
+        run_start = time.perf_counter()
         study = runner.run()
-        clock.once["run"] = time.perf_counter() - start
-        clock.once["cpu"] = time.process_time() - cpu_start
-    finally:
-        patches.undo()
+        run_end, run_end_wall = time.perf_counter(), datetime.now()
+    cpu = time.process_time() - cpu_start
+    # Seconds from each of build's phase messages to the next (the last: to `build` returning).
+    build_phases_list = [m for m in reporter.phases if m[0] <= build_end]
+    marks = [*build_phases_list, (build_end, "")]
+    build_phases = {msg: marks[i + 1][0] - t for i, (t, msg) in enumerate(build_phases_list)}
 
-    # Trial wall time: from its `ask` to the next trial's `ask` (the last: to `optimize` returning).
-    # CPU seconds of this process per wall second: ~2 on an idle 2-core machine, lower when
-    # other work competes for the cores (every phase then stretches).
-    ends = [(t["ask_start"], t["cpu_start"]) for t in clock.trials[1:]]
-    ends.append((clock.once["optimize_end"], clock.once["optimize_end_cpu"]))
-    for rec, (end, end_cpu) in zip(clock.trials, ends, strict=True):
-        rec["total"] = end - rec["ask_start"]
-        rec["cores_used"] = (end_cpu - rec["cpu_start"]) / rec["total"]
-    by_number = {t.number: t for t in study.trials}
+    # A trial's wall time: from its start in the storage (Optuna stamps it when the trial begins
+    # to run) to the next trial's start; the last one's to the end of the run.
+    trials = sorted(
+        (t for t in study.trials if t.datetime_start is not None), key=lambda t: (t.datetime_start, t.number)
+    )
+    ends = [t.datetime_start for t in trials[1:]] + [run_end_wall]
     rows = []
-    for rec in clock.trials:
-        row = derive(rec)
-        t = by_number[row["number"]]
-        row["state"] = t.state.name
-        row["origin"] = t.user_attrs.get("origin", "sampler")
+    for t, end in zip(trials, ends, strict=True):
+        total = (end - t.datetime_start).total_seconds()
+        row: dict[str, Any] = {
+            "number": t.number,
+            "state": t.state.name,
+            "origin": t.user_attrs.get("origin", "sampler"),
+        }
+        if t.state == optuna.trial.TrialState.COMPLETE:
+            m = t.user_attrs[ATTR_METRICS]
+            row.update(derive(m, total, metadata.get(t.number, 0.0)))
+            row["proxy_steps"] = m["train"]["proxy_steps"]
+            row["tokens"] = m["train"]["tokens_seen"]
+        else:
+            row["total"] = total
         rows.append(row)
     complete = [r for r in rows if r["state"] == "COMPLETE"]
     if not complete:
@@ -427,13 +283,16 @@ def cpu_part(args: argparse.Namespace) -> None:
         for key in (*PHASES, *(f"bookkeeping.{k}" for k in BOOKKEEPING), *OF_WHICH)
     }
     neither = mean("total") - mean("training") - mean("evaluation")
-    once = clock.once
     loads = [v for k, v in build_phases.items() if k.startswith("loading base model")]
     if len(loads) != 1:
         sys.exit(f"cannot find the base-model load among the runner's phase messages: {list(build_phases)}")
     base_load = loads[0]
-    end_to_end = once["build"] + once["run"]
-    sum_train_eval = sum(r["training"] + r["evaluation"] for r in rows) + once.get("base_evaluation", 0.0)
+    build_s = build_end - start
+    run_s = run_end - run_start
+    end_to_end = build_s + run_s
+    base_eval_s = float(study.user_attrs[ATTR_BASE_EVAL].get("seconds", 0.0))
+    sum_train_eval = sum(r.get("training", 0.0) + r.get("evaluation", 0.0) for r in rows) + base_eval_s
+    first_start = (trials[0].datetime_start - run_end_wall).total_seconds() + run_end if trials else run_end
     by_origin = {}
     for origin in sorted({r["origin"] for r in complete}):
         rs = [r for r in complete if r["origin"] == origin]
@@ -441,7 +300,7 @@ def cpu_part(args: argparse.Namespace) -> None:
             "trials": len(rs),
             "total_mean_s": round(mean("total", rs), 3),
             "bookkeeping_mean_s": round(mean("bookkeeping", rs), 3),
-            "optuna_ask_mean_s": round(mean("bookkeeping.optuna_ask", rs), 3),
+            "recipe_sampling_mean_s": round(mean("bookkeeping.recipe_sampling", rs), 3),
         }
     rc = runner.cfg
     out = {
@@ -458,11 +317,12 @@ def cpu_part(args: argparse.Namespace) -> None:
             "evaluation_backend": rc.evaluation.backend,
             "early_stopping": rc.early_stopping.enabled,
             "storage": "fresh SQLite file (temp dir)",
+            "timings": "recorded by the package with each trial (TrainResult, the trial's metrics); "
+            "trial wall time from Optuna's trial start timestamps",
         },
         "trials_complete": n,
         "trials_other": {r["number"]: r["state"] for r in rows if r["state"] != "COMPLETE"},
         "trial_mean_s": round(trial_mean, 4),
-        "cores_used_mean (process CPU s / wall s; 2 = both cores of an idle machine)": round(mean("cores_used"), 2),
         "per_trial": per_trial,
         "share_neither_training_nor_evaluation": round(neither / trial_mean, 4),
         "share_neither_training_nor_scoring (lm-eval's metadata counted out of evaluation)": round(
@@ -470,19 +330,19 @@ def cpu_part(args: argparse.Namespace) -> None:
         ),
         "one_time": {
             "imports_s": round(imports_s, 3),
-            "build_s": round(once["build"], 3),
+            "build_s": round(build_s, 3),
             "base_model_load_s": round(base_load, 3),
             "base_model_load_amortised_per_trial_s": round(base_load / len(rows), 4),
             "build_phases_s": {k: round(v, 3) for k, v in build_phases.items()},
-            "base_evaluation_s": round(once.get("base_evaluation", 0.0), 3),
-            "base_evaluation_lm_eval_metadata_s": round(once.get("lm_eval_metadata", 0.0), 3),
-            "run_setup_s (storage, study, lineage note, initial design)": round(
-                once["run"] - once["optimize"] - once.get("base_evaluation", 0.0), 3
+            "base_evaluation_s": round(base_eval_s, 3),
+            "base_evaluation_lm_eval_metadata_s": round(metadata.get(None, 0.0), 3),
+            "run_setup_s (storage, study, lineage note, initial design, base scores)": round(
+                first_start - run_start, 3
             ),
         },
         "end_to_end": {
             "seconds (build + run)": round(end_to_end, 2),
-            "cores_used (process CPU s / wall s)": round(once["cpu"] / end_to_end, 2),
+            "cores_used (process CPU s / wall s; 2 = both cores of an idle machine)": round(cpu / end_to_end, 2),
             "per_trial_s": round(end_to_end / len(rows), 3),
             "base_model_load_share": round(base_load / end_to_end, 4),
             "share_neither_training_nor_evaluation": round(1 - sum_train_eval / end_to_end, 4),
@@ -626,6 +486,100 @@ def lora_step_profile(
     }
 
 
+def proxy_trial_profile(
+    cfg: Any, *, device: str, mixed_precision: str, batch: int, seq: int, steps: int, warmup: int, rank: int
+) -> dict[str, Any]:
+    """One recipe-opt proxy trial (`ProxyTrainer.train`, as `recipe-opt search` runs it) of a
+    randomly initialised model on random full-length sequences; steps after `warmup` are timed.
+
+    The trainer reads the loss of every step (`float(loss)`, which waits for the GPU), so the
+    progress callback's timestamps are step boundaries.
+    """
+    import torch
+    from tokenizers import Tokenizer
+    from tokenizers.models import WordLevel
+    from transformers import PreTrainedTokenizerFast, Qwen2ForCausalLM
+
+    from recipe_opt.data import EncodedExample
+    from recipe_opt.recipe import Adapter, Budget, Mixture, Recipe, Replay, Schedule
+    from recipe_opt.train import BaseModel, ProxySettings, ProxyTrainer, TrainingData
+
+    torch.manual_seed(0)
+    # Loaded the way `load_base_model` loads a checkpoint: fp32 weights, frozen, on the device;
+    # bf16 comes from the trainer's autocast (`proxy.mixed_precision: bf16`).
+    model = Qwen2ForCausalLM(cfg).to(device)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    # The trainer needs only the pad id of a tokenizer: a one-token vocabulary gives a real one.
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(WordLevel({"<pad>": 0}, unk_token="<pad>")))
+    tokenizer.pad_token = "<pad>"
+    base = BaseModel(model, tokenizer, Path("random-qwen2"), int(model.num_parameters(exclude_embeddings=True)))
+    gen = torch.Generator().manual_seed(0)
+    # Full-length sequences (no padding), loss on every token after the first: prompt_len 1.
+    examples = [
+        EncodedExample(tuple(torch.randint(1, cfg.vocab_size, (seq,), generator=gen).tolist()), 1) for _ in range(64)
+    ]
+    data = TrainingData(new={"random": examples}, replay={}, replay_weights={})
+    total_steps = warmup + steps
+    settings = ProxySettings(
+        fraction=1.0, batch_size=batch, max_seq_len=seq, min_steps=1, device=device, mixed_precision=mixed_precision
+    )
+    trainer = ProxyTrainer(base, data, settings)
+    recipe = Recipe(
+        Mixture.from_mapping({"random": 1.0}),
+        Replay(0.0),
+        Schedule(1e-4, 0.0, "constant_with_warmup"),
+        Adapter(rank, 2.0, tuple(ALL_LINEAR)),
+        Budget(total_steps, batch),
+    )
+    marks: dict[int, float] = {}
+    cuda = device.startswith("cuda")
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    with trainer.train(recipe, progress=lambda done, total, loss: marks.__setitem__(done, time.perf_counter())) as (
+        _,
+        result,
+    ):
+        pass
+    seconds = marks[total_steps] - marks[warmup]
+    tokens = batch * seq * steps
+    layers, heads = cfg.num_hidden_layers, cfg.num_attention_heads
+    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // heads
+    per_token = {
+        "frozen_4N": 4.0 * base.non_embedding_params,
+        "adapter_6n": 6.0 * result.trainable_params,
+        "attention_12Lsd": 12.0 * layers * seq * heads * head_dim,
+    }
+    lm_head = 4.0 * cfg.vocab_size * cfg.hidden_size
+    return {
+        "path": "recipe_opt.train.ProxyTrainer.train (the proxy trial recipe-opt runs)",
+        "frozen_non_embedding_params_N": base.non_embedding_params,
+        "adapter_params_n": result.trainable_params,
+        "base_dtype": str(next(model.parameters()).dtype),
+        "mixed_precision": mixed_precision,
+        "attn_implementation": model.config._attn_implementation,
+        "batch": batch,
+        "seq": seq,
+        "warmup_steps": warmup,
+        "timed_steps": steps,
+        "timed_seconds": round(seconds, 4),
+        "step_ms": round(1e3 * seconds / steps, 2),
+        "tokens_per_second": round(tokens / seconds, 1),
+        "flops_per_token": {**per_token, "total": sum(per_token.values())},
+        "achieved_flops_per_second": sum(per_token.values()) * tokens / seconds,
+        "lm_head_flops_per_token_not_counted": lm_head,
+        "achieved_flops_per_second_incl_lm_head": (sum(per_token.values()) + lm_head) * tokens / seconds,
+        "peak_memory_allocated_bytes": int(torch.cuda.max_memory_allocated()) if cuda else None,
+        "trial_phases_s": {
+            "adapter_setup": round(result.setup_seconds, 4),
+            "step_loop (all steps)": round(result.train_seconds, 4),
+            "of which data preparation": round(result.data_seconds, 4),
+            "adapter_unload": round(result.unload_seconds, 4),
+        },
+        "first_loss": round(result.first_loss, 4),
+    }
+
+
 def gpu_part(args: argparse.Namespace, *, dry_run_cpu: bool) -> None:
     load_at_start = os.getloadavg()
     import torch
@@ -649,10 +603,20 @@ def gpu_part(args: argparse.Namespace, *, dry_run_cpu: bool) -> None:
             )
         shape = dict(batch=args.batch, seq=args.seq, steps=args.steps, warmup=args.warmup)
     cfg = qwen2_config(tiny=dry_run_cpu)
-    r = lora_step_profile(cfg, device=device, dtype=dtype, rank=args.rank, **shape)
-    if peak is not None:
-        r["mfu"] = round(r["achieved_flops_per_second"] / peak, 4)
-        r["mfu_incl_lm_head"] = round(r["achieved_flops_per_second_incl_lm_head"] / peak, 4)
+    results = {
+        # What recipe-opt achieves: its own trainer, fp32 base weights under bf16 autocast.
+        "proxy_trial": proxy_trial_profile(
+            cfg, device=device, mixed_precision="no" if dry_run_cpu else "bf16", rank=args.rank, **shape
+        ),
+        # A reference: a hand-written LoRA loop over a base stored in bf16 (no autocast casts).
+        "reference_loop_bf16_base": lora_step_profile(cfg, device=device, dtype=dtype, rank=args.rank, **shape),
+    }
+    for r in results.values():
+        if peak is not None:
+            r["mfu"] = round(r["achieved_flops_per_second"] / peak, 4)
+            r["mfu_incl_lm_head"] = round(r["achieved_flops_per_second_incl_lm_head"] / peak, 4)
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
     out = {
         "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]).replace(str(REPO) + "/", ""),
         "machine": {
@@ -669,7 +633,7 @@ def gpu_part(args: argparse.Namespace, *, dry_run_cpu: bool) -> None:
         "lora": f"rank {args.rank}, alpha {2 * args.rank}, {', '.join(ALL_LINEAR)}; AdamW on the adapter only",
         "flop_formula": "per token 4N + 6n + 12*L*s*d (d = heads * head_dim); LM head not counted "
         "(N excludes the tied embedding, as recipe-opt's cost does); *_incl_lm_head adds 4*V*d_model",
-        "result": r,
+        "results": results,
     }
     text = json.dumps(out, indent=2) + "\n"
     print(text, end="")

@@ -1,0 +1,64 @@
+"""The per-trial profile benchmark runs as its README command says and its figures add up.
+
+The benchmark reads what the package records with every trial (`TrainResult` timings, the
+objective's `sampling_seconds`, the runner's phase messages); a refactor that drops or renames one
+breaks it silently unless it runs here. Small settings: figures, not speed, are checked.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.integration
+
+SCRIPT = REPO / "bench" / "trial_profile.py"
+
+
+def run_bench(*args: str) -> None:
+    r = subprocess.run([sys.executable, str(SCRIPT), *args], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+
+
+def test_cpu_profile_accounts_for_every_second_of_a_trial(tiny_world: Path, tmp_path: Path) -> None:
+    out = tmp_path / "cpu.json"
+    run_bench("--trials", "2", "--world", str(tiny_world), "--out", str(out))
+    d = json.loads(out.read_text())
+    assert d["trials_complete"] == 2 and len(d["trials"]) == 2
+    main = ("adapter_setup", "training", "evaluation", "bookkeeping")
+    for t in d["trials"]:
+        # The four phases partition the trial's wall time; bookkeeping is made of its parts.
+        assert all(t[p] >= 0 for p in main), t
+        assert sum(t[p] for p in main) == pytest.approx(t["total"], rel=1e-3)
+        parts = [k for k in t if k.startswith("bookkeeping.")]
+        assert len(parts) == 5 and all(t[k] >= 0 for k in parts), t
+        assert sum(t[k] for k in parts) == pytest.approx(t["bookkeeping"], abs=0.01)
+        assert t["training"] > t["bookkeeping"] and t["tokens"] > 0
+    shares = d["per_trial"]
+    assert sum(shares[p]["share"] for p in main) == pytest.approx(1.0, abs=0.01)
+    assert 0 < d["share_neither_training_nor_evaluation"] < 0.5
+    assert d["one_time"]["base_model_load_s"] > 0
+
+
+def test_gpu_part_runs_recipe_opts_trainer_and_counts_flops(tmp_path: Path) -> None:
+    """The GPU part's code path, on CPU with a tiny Qwen2 (no GPU on the test machines)."""
+    out = tmp_path / "gpu.json"
+    run_bench("--gpu-dry-run-cpu", "--out", str(out))
+    d = json.loads(out.read_text())
+    assert set(d["results"]) == {"proxy_trial", "reference_loop_bf16_base"}
+    for r in d["results"].values():
+        f = r["flops_per_token"]
+        assert f["frozen_4N"] == 4 * r["frozen_non_embedding_params_N"]
+        assert f["adapter_6n"] == 6 * r["adapter_params_n"]
+        assert f["total"] == pytest.approx(f["frozen_4N"] + f["adapter_6n"] + f["attention_12Lsd"])
+        assert r["tokens_per_second"] > 0 and r["timed_steps"] == 3
+    trial = d["results"]["proxy_trial"]
+    # The same adapter both ways: rank 16 on every linear projection of the same model.
+    assert trial["adapter_params_n"] == d["results"]["reference_loop_bf16_base"]["adapter_params_n"]
+    assert trial["trial_phases_s"]["adapter_setup"] > 0
