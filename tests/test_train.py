@@ -70,6 +70,23 @@ def test_a_run_times_its_phases(trainer: ProxyTrainer) -> None:
     assert m["unload_seconds"] == round(result.unload_seconds, 4) and m["setup_seconds"] > 0
 
 
+def test_a_stopped_run_is_timed_up_to_its_stop(trainer: ProxyTrainer) -> None:
+    """A rung that stops the run: its own time and the unload are in the stopped run's result."""
+    import time
+
+    from recipe_opt.train import EarlyStop, TrialStopped
+
+    def rung(step: int, model: object, partial: object) -> None:
+        time.sleep(0.05)
+        raise EarlyStop("dominated")
+
+    with pytest.raises(TrialStopped) as info, trainer.train(recipe(steps=200), rungs={10: rung}):
+        pass
+    result = info.value.result
+    assert info.value.step == 10 and len(result.losses) == 10
+    assert result.rung_seconds >= 0.05 and result.unload_seconds > 0
+
+
 def test_base_restored_after_a_failing_trial(trainer: ProxyTrainer) -> None:
     before = state_checksum(trainer.base.model)
     with pytest.raises(RuntimeError, match="boom"), trainer.train(recipe(steps=100)):

@@ -434,7 +434,6 @@ class StudyRunner:
         for name in ("base", "trainer", "evaluator", "rung_evaluator"):
             self.__dict__.pop(name, None)
         self._built = False
-        gc.unfreeze()  # frozen by `work`: back in the collector's reach, so cycles are freed too
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
@@ -735,10 +734,14 @@ class StudyRunner:
         # process. Frozen, it is left out of every later garbage collection: accelerate's
         # `free_memory` after each trial runs `gc.collect()`, which scanned all of it in 0.23 s
         # (3% of a 7 s demo trial) and now takes ~0.01 s. Reference counting still frees it
-        # when dropped; `release` unfreezes before its own collection.
+        # when dropped; frozen only while the loop runs, so a longer-lived caller (a notebook, the
+        # cycle benchmarks) gets its collector back as it was.
         gc.collect()
         gc.freeze()
-        outcome = loop.run()
+        try:
+            outcome = loop.run()
+        finally:
+            gc.unfreeze()
         if outcome.stopped == "max_cost":
             self.reporter.phase(
                 f"proxy compute {proxy_compute(study):.3g} TFLOP reached max cost {max_cost:g}: stopping"

@@ -443,9 +443,9 @@ class ProxyTrainer:
                 try:
                     rungs[step](step, model, self._result(recipe, tally, device))
                 except EarlyStop as stop:
-                    raise TrialStopped(step, stop.reason, self._result(recipe, tally, device)) from None
-                finally:
                     tally.rung_seconds += time.perf_counter() - rung_start
+                    raise TrialStopped(step, stop.reason, self._result(recipe, tally, device)) from None
+                tally.rung_seconds += time.perf_counter() - rung_start
                 model.train()
         return self._result(recipe, tally, device)
 
