@@ -406,6 +406,36 @@ def qwen2_config(tiny: bool) -> Any:
     return Qwen2Config(**shape, tie_word_embeddings=True, max_position_embeddings=32768, use_cache=False)
 
 
+def throughput(
+    cfg: Any, *, n_frozen: int, n_adapter: int, batch: int, seq: int, warmup: int, steps: int, seconds: float
+) -> dict[str, Any]:
+    """Timing, tokens/s and achieved FLOP/s of `steps` timed steps, by `4N + 6n + 12 L s d` per token."""
+    heads = cfg.num_attention_heads
+    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // heads
+    per_token = {
+        "frozen_4N": 4.0 * n_frozen,
+        "adapter_6n": 6.0 * n_adapter,
+        "attention_12Lsd": 12.0 * cfg.num_hidden_layers * seq * heads * head_dim,
+    }
+    lm_head = 4.0 * cfg.vocab_size * cfg.hidden_size  # forward 2Vd + input-gradient backward 2Vd
+    tokens = batch * seq * steps
+    return {
+        "frozen_non_embedding_params_N": n_frozen,
+        "adapter_params_n": n_adapter,
+        "batch": batch,
+        "seq": seq,
+        "warmup_steps": warmup,
+        "timed_steps": steps,
+        "timed_seconds": round(seconds, 4),
+        "step_ms": round(1e3 * seconds / steps, 2),
+        "tokens_per_second": round(tokens / seconds, 1),
+        "flops_per_token": {**per_token, "total": sum(per_token.values())},
+        "achieved_flops_per_second": sum(per_token.values()) * tokens / seconds,
+        "lm_head_flops_per_token_not_counted": lm_head,
+        "achieved_flops_per_second_incl_lm_head": (sum(per_token.values()) + lm_head) * tokens / seconds,
+    }
+
+
 def lora_step_profile(
     cfg: Any, *, device: str, dtype: Any, batch: int, seq: int, steps: int, warmup: int, rank: int
 ) -> dict[str, Any]:
@@ -453,34 +483,20 @@ def lora_step_profile(
         step(warmup + i)
     sync()
     seconds = time.perf_counter() - start
-
-    layers, heads = cfg.num_hidden_layers, cfg.num_attention_heads
-    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // heads
-    attn_width = heads * head_dim
-    per_token = {
-        "frozen_4N": 4.0 * n_frozen,
-        "adapter_6n": 6.0 * n_adapter,
-        "attention_12Lsd": 12.0 * layers * seq * attn_width,
-    }
-    lm_head = 4.0 * cfg.vocab_size * cfg.hidden_size  # forward 2Vd + input-gradient backward 2Vd
-    tokens = batch * seq * steps
     return {
-        "frozen_non_embedding_params_N": n_frozen,
-        "adapter_params_n": n_adapter,
+        **throughput(
+            cfg,
+            n_frozen=n_frozen,
+            n_adapter=n_adapter,
+            batch=batch,
+            seq=seq,
+            warmup=warmup,
+            steps=steps,
+            seconds=seconds,
+        ),
         "adapter_dtype": str(trainable[0].dtype),
         "base_dtype": str(dtype),
         "attn_implementation": attn_implementation,
-        "batch": batch,
-        "seq": seq,
-        "warmup_steps": warmup,
-        "timed_steps": steps,
-        "timed_seconds": round(seconds, 4),
-        "step_ms": round(1e3 * seconds / steps, 2),
-        "tokens_per_second": round(tokens / seconds, 1),
-        "flops_per_token": {**per_token, "total": sum(per_token.values())},
-        "achieved_flops_per_second": sum(per_token.values()) * tokens / seconds,
-        "lm_head_flops_per_token_not_counted": lm_head,
-        "achieved_flops_per_second_incl_lm_head": (sum(per_token.values()) + lm_head) * tokens / seconds,
         "peak_memory_allocated_bytes": int(torch.cuda.max_memory_allocated()) if cuda else None,
         "first_loss": round(first_loss, 4),
     }
@@ -542,33 +558,21 @@ def proxy_trial_profile(
     ):
         pass
     seconds = marks[total_steps] - marks[warmup]
-    tokens = batch * seq * steps
-    layers, heads = cfg.num_hidden_layers, cfg.num_attention_heads
-    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // heads
-    per_token = {
-        "frozen_4N": 4.0 * base.non_embedding_params,
-        "adapter_6n": 6.0 * result.trainable_params,
-        "attention_12Lsd": 12.0 * layers * seq * heads * head_dim,
-    }
-    lm_head = 4.0 * cfg.vocab_size * cfg.hidden_size
     return {
         "path": "recipe_opt.train.ProxyTrainer.train (the proxy trial recipe-opt runs)",
-        "frozen_non_embedding_params_N": base.non_embedding_params,
-        "adapter_params_n": result.trainable_params,
+        **throughput(
+            cfg,
+            n_frozen=base.non_embedding_params,
+            n_adapter=result.trainable_params,
+            batch=batch,
+            seq=seq,
+            warmup=warmup,
+            steps=steps,
+            seconds=seconds,
+        ),
         "base_dtype": str(next(model.parameters()).dtype),
         "mixed_precision": mixed_precision,
         "attn_implementation": model.config._attn_implementation,
-        "batch": batch,
-        "seq": seq,
-        "warmup_steps": warmup,
-        "timed_steps": steps,
-        "timed_seconds": round(seconds, 4),
-        "step_ms": round(1e3 * seconds / steps, 2),
-        "tokens_per_second": round(tokens / seconds, 1),
-        "flops_per_token": {**per_token, "total": sum(per_token.values())},
-        "achieved_flops_per_second": sum(per_token.values()) * tokens / seconds,
-        "lm_head_flops_per_token_not_counted": lm_head,
-        "achieved_flops_per_second_incl_lm_head": (sum(per_token.values()) + lm_head) * tokens / seconds,
         "peak_memory_allocated_bytes": int(torch.cuda.max_memory_allocated()) if cuda else None,
         "trial_phases_s": {
             "adapter_setup": round(result.setup_seconds, 4),
