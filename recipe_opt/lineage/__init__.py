@@ -15,10 +15,10 @@ from recipe_opt.lineage._models import (
     Selection,
     UpdateCycle,
 )
-from recipe_opt.lineage._store import (
+from recipe_opt.lineage._store import LineageStore
+from recipe_opt.lineage._views import (
     DecisionInfo,
     FidelityPair,
-    LineageStore,
     SelectionRecord,
     SuiteScore,
     VersionInfo,

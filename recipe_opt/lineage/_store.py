@@ -1,8 +1,9 @@
-"""The lineage store: model families and versions, update cycles, recipes, selections,
+"""The lineage store: `LineageStore` opens (and migrates) the database and owns sessions, every
+write and every query over model families and versions, update cycles, recipes, selections,
 evaluations, release decisions and proxy-vs-full fidelity records. Imports no torch.
 
-Every write is one transaction: a failure leaves nothing half-written. Reads return plain
-frozen dataclasses, safe to use after the session closes.
+Every write is one transaction: a failure leaves nothing half-written. Reads return plain frozen
+dataclasses (`_views`), safe to use after the session closes. Row lookups live in `_rows`.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,7 +21,6 @@ from sqlalchemy.orm import Session, sessionmaker
 from recipe_opt.exceptions import LineageError
 from recipe_opt.lineage._migrate import head_revision, upgrade
 from recipe_opt.lineage._models import (
-    TIERS,
     Evaluation,
     Family,
     FidelityRecord,
@@ -31,108 +30,19 @@ from recipe_opt.lineage._models import (
     Selection,
     UpdateCycle,
 )
+from recipe_opt.lineage._rows import (
+    _check_family,
+    _cycle_row,
+    _evaluation,
+    _family_row,
+    _new_version,
+    _recipe_row,
+    _version_row,
+)
+from recipe_opt.lineage._views import FidelityPair, SelectionRecord, SuiteScore, VersionInfo, _info
 from recipe_opt.recipe import Recipe
 
-__all__ = [
-    "DecisionInfo",
-    "FidelityPair",
-    "LineageStore",
-    "SelectionRecord",
-    "SuiteScore",
-    "VersionInfo",
-]
-
-
-class SelectionRecord:
-    """Plain-data view of a stored selection (safe to use after the session closes)."""
-
-    def __init__(self, row: Selection) -> None:
-        self.cycle = row.cycle.study_name
-        self.base_version = row.cycle.base_version.name
-        self.family = row.cycle.base_version.family
-        self.trial_number = row.trial_number
-        self.policy = row.policy
-        self.rule = row.rule
-        self.reason = row.reason
-        self.recipe = Recipe.from_dict(row.recipe.body)
-        self.values = {"gain": row.gain, "forgetting": row.forgetting, "cost": row.cost}
-
-
-@dataclass(frozen=True)
-class SuiteScore:
-    """A suite score as stored for a version: `kind` is "new" or "retention"."""
-
-    suite: str
-    kind: str
-    score: float
-    tasks: Mapping[str, Any]
-    backend: str
-    cycle: str | None
-
-
-@dataclass(frozen=True)
-class DecisionInfo:
-    action: str  # release | reject | register | rollback
-    family: str
-    version: str
-    previous: str | None
-    cycle: str | None
-    recipe_hash: str | None
-    checks: list[dict[str, Any]]
-    reasons: list[str]
-    metrics: dict[str, Any]
-    created_at: datetime
-
-
-@dataclass(frozen=True)
-class VersionInfo:
-    id: int
-    family: str
-    name: str
-    parent: str | None
-    tier: str
-    status: str
-    weights_uri: str
-    weights_checksum: str | None
-    data_manifest: dict[str, Any] | None
-    description: str | None
-    created_at: datetime
-    is_current: bool
-    decisions: list[DecisionInfo] = field(default_factory=list)
-    evaluations: list[SuiteScore] = field(default_factory=list)
-
-    @property
-    def ref(self) -> str:
-        return f"{self.family}/{self.name}"
-
-    @property
-    def decision(self) -> DecisionInfo | None:
-        """How the version entered the lineage (release, reject or register), if recorded."""
-        entry = [d for d in self.decisions if d.action in ("release", "reject", "register")]
-        return entry[-1] if entry else None
-
-    def task_scores(self, metric: str, *, cycle: str | None = None) -> dict[str, float]:
-        """`metric` per task over this version's stored evaluations (those of `cycle` only, if
-        given); a task scored in several evaluations keeps its first score."""
-        out: dict[str, float] = {}
-        for sc in self.evaluations:
-            if cycle is None or sc.cycle == cycle:
-                for task, metrics in sc.tasks.items():
-                    if metric in metrics:
-                        out.setdefault(task, float(metrics[metric]))
-        return out
-
-
-@dataclass(frozen=True)
-class FidelityPair:
-    """One recipe measured at proxy and full fidelity."""
-
-    cycle: str
-    recipe_hash: str
-    trial_number: int | None
-    origin: str
-    proxy: dict[str, Any]
-    full: dict[str, Any]
+__all__ = ["LineageStore"]
 
 
 class LineageStore:
@@ -198,7 +108,7 @@ class LineageStore:
                         "register the changed model under a new version name"
                     )
                 return row.id
-            row = self._new_version(
+            row = _new_version(
                 s, family, name, weights_uri=weights_uri, weights_checksum=weights_checksum, tier=tier, parent=parent
             )
             fam = _family_row(s, family)
@@ -223,7 +133,7 @@ class LineageStore:
         with self.session() as s:
             if _version_row(s, family, name) is not None:
                 raise LineageError(f"version {family}/{name} is already registered")
-            row = self._new_version(
+            row = _new_version(
                 s,
                 family,
                 name,
@@ -252,42 +162,6 @@ class LineageStore:
             s.flush()
             return _info(s, row)
 
-    def _new_version(
-        self,
-        s: Session,
-        family: str,
-        name: str,
-        *,
-        weights_uri: str,
-        weights_checksum: str | None,
-        tier: str,
-        parent: str | None,
-        data_manifest: Mapping[str, Any] | None = None,
-        description: str | None = None,
-        status: str = "registered",
-    ) -> ModelVersion:
-        if tier not in TIERS:
-            raise LineageError(f"`tier` must be one of {', '.join(TIERS)}, but got {tier!r}")
-        parent_row = None
-        if parent is not None:
-            parent_row = _version_row(s, family, parent)
-            if parent_row is None:
-                raise LineageError(f"parent version {family}/{parent} is not registered")
-        row = ModelVersion(
-            family=family,
-            name=name,
-            parent=parent_row,
-            tier=tier,
-            weights_uri=weights_uri,
-            weights_checksum=weights_checksum,
-            status=status,
-            data_manifest=dict(data_manifest) if data_manifest is not None else None,
-            description=description,
-        )
-        s.add(row)
-        s.flush()
-        return row
-
     def get_version(self, ref: str, family: str | None = None) -> VersionInfo:
         """A version by `family/name`, or by `name` when `family` is given or the name is unique."""
         if "/" in ref and family is None:
@@ -313,7 +187,7 @@ class LineageStore:
         with self.session() as s:
             q = select(ModelVersion).order_by(ModelVersion.family, ModelVersion.id)
             if family is not None:
-                self._check_family(s, family)
+                _check_family(s, family)
                 q = q.where(ModelVersion.family == family)
             return [_info(s, r) for r in s.scalars(q)]
 
@@ -329,13 +203,6 @@ class LineageStore:
         with self.session() as s:
             fam = s.scalar(select(Family).where(Family.name == family))
             return _info(s, fam.current_version) if fam and fam.current_version else None
-
-    def _check_family(self, s: Session, family: str) -> None:
-        names = list(s.scalars(select(Family.name)))
-        if family not in names:
-            close = difflib.get_close_matches(family, names, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else (f"; known: {', '.join(names)}" if names else "")
-            raise LineageError(f"no model family {family!r} in the lineage store{hint}")
 
     # ---- cycles ------------------------------------------------------------------------------
     def ensure_cycle(
@@ -479,7 +346,7 @@ class LineageStore:
             family = parent.family
             if _version_row(s, family, name) is not None:
                 raise LineageError(f"version {family}/{name} already exists: pass another version name")
-            row = self._new_version(
+            row = _new_version(
                 s,
                 family,
                 name,
@@ -533,34 +400,9 @@ class LineageStore:
             s.flush()
             return _info(s, row)
 
-    def record_fidelity(
-        self,
-        study_name: str,
-        recipe: Recipe,
-        *,
-        trial_number: int | None,
-        origin: str,
-        proxy: Mapping[str, Any],
-        full: Mapping[str, Any],
-    ) -> None:
-        with self.session() as s:
-            cycle = _cycle_row(s, study_name)
-            if cycle is None:
-                raise LineageError(f"study {study_name!r} has no update cycle in the lineage")
-            s.add(
-                FidelityRecord(
-                    cycle=cycle,
-                    recipe=_recipe_row(s, recipe),
-                    trial_number=trial_number,
-                    origin=origin,
-                    proxy=dict(proxy),
-                    full=dict(full),
-                )
-            )
-
     def fidelity_pairs(self, family: str) -> list[FidelityPair]:
         with self.session() as s:
-            self._check_family(s, family)
+            _check_family(s, family)
             rows = s.scalars(
                 select(FidelityRecord)
                 .join(UpdateCycle)
@@ -580,7 +422,7 @@ class LineageStore:
         The version rolled back from is marked `rolled-back`; returns (from, to).
         """
         with self.session() as s:
-            self._check_family(s, family)
+            _check_family(s, family)
             fam = _family_row(s, family)
             current = fam.current_version
             if current is None:
@@ -651,85 +493,6 @@ def _db_error(exc: SQLAlchemyError) -> str:
     orig = getattr(exc, "orig", None)  # the DB-API error, for statement errors
     first = str(orig if orig is not None else exc).strip().splitlines()
     return f"{type(exc).__name__}: {first[0] if first else ''}"
-
-
-def _version_row(s: Session, family: str, name: str) -> ModelVersion | None:
-    return s.scalar(select(ModelVersion).where(ModelVersion.family == family, ModelVersion.name == name))
-
-
-def _cycle_row(s: Session, study_name: str) -> UpdateCycle | None:
-    return s.scalar(select(UpdateCycle).where(UpdateCycle.study_name == study_name))
-
-
-def _family_row(s: Session, family: str) -> Family:
-    row = s.scalar(select(Family).where(Family.name == family))
-    if row is None:
-        row = Family(name=family)
-        s.add(row)
-        s.flush()
-    return row
-
-
-def _recipe_row(s: Session, recipe: Recipe) -> RecipeRecord:
-    rec = s.scalar(select(RecipeRecord).where(RecipeRecord.content_hash == recipe.content_hash))
-    if rec is None:
-        rec = RecipeRecord(content_hash=recipe.content_hash, body=recipe.to_dict())
-        s.add(rec)
-        s.flush()
-    return rec
-
-
-def _evaluation(version: ModelVersion, cycle: UpdateCycle, sc: SuiteScore) -> Evaluation:
-    return Evaluation(
-        version=version,
-        cycle_id=cycle.id,
-        suite=sc.suite,
-        kind=sc.kind,
-        score=float(sc.score),
-        tasks=dict(sc.tasks),
-        backend=sc.backend,
-    )
-
-
-def _info(s: Session, row: ModelVersion) -> VersionInfo:
-    fam = s.scalar(select(Family).where(Family.name == row.family))
-    decisions = [
-        DecisionInfo(
-            action=d.action,
-            family=d.family,
-            version=d.version.name,
-            previous=d.previous_version.name if d.previous_version else None,
-            cycle=d.cycle.study_name if d.cycle else None,
-            recipe_hash=d.recipe.content_hash if d.recipe else None,
-            checks=list(d.checks),
-            reasons=list(d.reasons),
-            metrics=dict(d.metrics),
-            created_at=d.created_at,
-        )
-        for d in s.scalars(
-            select(ReleaseDecision).where(ReleaseDecision.version_id == row.id).order_by(ReleaseDecision.id)
-        )
-    ]
-    evaluations = [
-        SuiteScore(e.suite, e.kind, e.score, e.tasks, e.backend, e.cycle.study_name if e.cycle else None)
-        for e in s.scalars(select(Evaluation).where(Evaluation.version_id == row.id).order_by(Evaluation.id))
-    ]
-    return VersionInfo(
-        id=row.id,
-        family=row.family,
-        name=row.name,
-        parent=row.parent.name if row.parent else None,
-        tier=row.tier,
-        status=row.status,
-        weights_uri=row.weights_uri,
-        weights_checksum=row.weights_checksum,
-        data_manifest=row.data_manifest,
-        description=row.description,
-        created_at=row.created_at,
-        is_current=bool(fam is not None and fam.current_version_id == row.id),
-        decisions=decisions,
-        evaluations=evaluations,
-    )
 
 
 def _opt_float(v: float | None) -> float | None:
