@@ -1,7 +1,8 @@
 """The one exceptions module: every error recipe-opt raises on purpose derives from `RecipeOptError`.
 
-The CLI turns any `RecipeOptError` into one line per problem on stderr and exit status 2; anything
-else is a bug and keeps its traceback.
+The CLI's entry point turns any `RecipeOptError` into one line per problem on stderr and the
+error's `exit_code` (2, bad input, unless the class says otherwise); anything else is a bug and
+keeps its traceback. `first_line` is how every message quotes a library's exception.
 """
 
 from __future__ import annotations
@@ -16,11 +17,31 @@ __all__ = [
     "StorageError",
     "StudyError",
     "TrainingError",
+    "first_line",
 ]
+
+
+def first_line(exc: BaseException) -> str:
+    """The first non-empty line of an exception's message, or its type's name when it has none.
+
+    Library errors (SQLAlchemy, transformers, the hub client) put the cause on the first line and
+    pages of context below it; a one-line error quotes only that line.
+    """
+    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+    return lines[0] if lines else type(exc).__name__
 
 
 class RecipeOptError(Exception):
     """Root of recipe-opt's errors."""
+
+    # The command line's exit status for this error: 2 is bad input (the user can fix the
+    # input and rerun); subclasses that are not the input's fault say otherwise.
+    exit_code = 2
+
+    @property
+    def lines(self) -> list[str]:
+        """The error as the lines the command line prints, one per problem."""
+        return [str(self)]
 
 
 class ConfigProblem:
@@ -54,6 +75,10 @@ class ConfigError(RecipeOptError, ValueError):
         self.problems = list(problems)
         super().__init__("\n".join(str(p) for p in self.problems))
 
+    @property
+    def lines(self) -> list[str]:
+        return [str(p) for p in self.problems]
+
     @classmethod
     def single(cls, source: str, field: str, message: str) -> ConfigError:
         return cls([ConfigProblem(source, field, message)])
@@ -81,3 +106,5 @@ class StudyError(RecipeOptError):
 
 class StorageError(StudyError):
     """The study's database stayed unreachable past the retry window (not bad input: retry later)."""
+
+    exit_code = 1

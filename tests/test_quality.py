@@ -17,7 +17,9 @@ PKG = REPO / "recipe_opt"
 FLOORS = {
     "recipe": 0,
     "exceptions": 0,
+    "_files": 0,  # atomic writes
     "_yaml": 0.5,  # YAML + pydantic helpers for the config floor
+    "registry": 0.5,  # objectives, samplers, selection policies: every name once
     "space": 1,
     "config": 1,
     "data": 1,

@@ -1,29 +1,27 @@
 """Study configs: validated YAML describing one update cycle's search."""
 
-from recipe_opt.config._study import (
-    OBJECTIVES,
-    SELECTION_POLICIES,
+from recipe_opt.config._sections import (
     ApplyConfig,
     EarlyStoppingConfig,
     EvaluationConfig,
     GatesConfig,
     ProxyConfig,
-    ReplayPoolConfig,
     SamplerConfig,
     SelectionConfig,
-    SourceConfig,
-    StudyConfig,
     SuiteConfig,
     TrialBudget,
     WarmStartConfig,
     WorkersConfig,
-    load_study_config,
-    masked_url,
+    check_weights,
 )
+from recipe_opt.config._sources import DATA_FIELDS, DATA_FILE_SUFFIXES, ReplayPoolConfig, SourceConfig, SourcesConfig
+from recipe_opt.config._storage import STORAGE_ENV, StorageURL, masked_url
+from recipe_opt.config._study import StudyConfig, load_study_config, storage_option
 
 __all__ = [
-    "OBJECTIVES",
-    "SELECTION_POLICIES",
+    "DATA_FIELDS",
+    "DATA_FILE_SUFFIXES",
+    "STORAGE_ENV",
     "ApplyConfig",
     "EarlyStoppingConfig",
     "EvaluationConfig",
@@ -33,11 +31,15 @@ __all__ = [
     "SamplerConfig",
     "SelectionConfig",
     "SourceConfig",
+    "SourcesConfig",
+    "StorageURL",
     "StudyConfig",
     "SuiteConfig",
     "TrialBudget",
     "WarmStartConfig",
     "WorkersConfig",
+    "check_weights",
     "load_study_config",
     "masked_url",
+    "storage_option",
 ]

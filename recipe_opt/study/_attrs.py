@@ -2,27 +2,45 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import optuna
 
 __all__ = [
     "ATTR_BASE_CHECKSUM",
     "ATTR_BASE_EVAL",
     "ATTR_BUDGET",
+    "ATTR_CONFIG",
+    "ATTR_DATA",
     "ATTR_FAILURE",
+    "ATTR_FAILURE_KIND",
     "ATTR_FINGERPRINT",
     "ATTR_METRICS",
+    "ATTR_OBJECTIVES",
     "ATTR_ORIGIN",
     "ATTR_PROXY_TFLOPS",
     "ATTR_RECIPE",
+    "ATTR_RECIPE_HASH",
     "ATTR_RUNGS",
+    "ATTR_SELECTION",
+    "ATTR_SPACE",
+    "ATTR_SUMMARY",
     "ATTR_WORKER",
+    "FAILURE_KINDS",
     "PRIOR",
     "is_prior",
+    "set_failure",
 ]
 
 ATTR_RECIPE = "recipe"
+ATTR_RECIPE_HASH = "recipe_hash"
+ATTR_SUMMARY = "summary"  # the recipe in one line, for tables
 ATTR_METRICS = "metrics"
+# Why a trial failed or was pruned, in words ("diverged: loss became nan at step 1"), and what
+# kind of ending it was, on its own (FAILURE_KINDS): tables and counts read the kind.
 ATTR_FAILURE = "failure"
+ATTR_FAILURE_KIND = "failure_kind"
+FAILURE_KINDS = ("diverged", "stopped early", "error", "interrupted", "storage error", "orphaned", "worker lost")
 ATTR_BASE_EVAL = "base_evaluation"
 ATTR_BASE_CHECKSUM = "base_checksum"
 ATTR_FINGERPRINT = "fingerprint"
@@ -38,6 +56,19 @@ PRIOR = "prior"
 ATTR_BUDGET = "budget"
 # Trial attribute: which worker ran the trial (id, host, pid, the GPUs it saw).
 ATTR_WORKER = "worker"
+# Study attributes: the config it was created with (its JSON dump), the objectives it optimises,
+# the search space as resolved against the model, the selected recipe, the data read per source.
+ATTR_CONFIG = "config"
+ATTR_OBJECTIVES = "objectives"
+ATTR_SPACE = "space"
+ATTR_SELECTION = "selection"
+ATTR_DATA = "data"
+
+
+def set_failure(trial: Any, kind: str, reason: str) -> None:
+    """Record why `trial` (anything with `set_user_attr`) ended: the words, and apart, the kind."""
+    trial.set_user_attr(ATTR_FAILURE, reason)
+    trial.set_user_attr(ATTR_FAILURE_KIND, kind)
 
 
 def is_prior(trial: optuna.trial.FrozenTrial) -> bool:

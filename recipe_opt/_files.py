@@ -1,0 +1,30 @@
+"""Atomic file writes: a reader never sees half a file, and a failed write leaves none.
+
+The text goes to `<name>.tmp` beside the target and is renamed over it (`os.replace` is atomic
+on one filesystem). Every file recipe-opt writes for users goes through here, except
+`Recipe.save`, which lives on the bottom floor (`recipe` imports nothing of ours) and does the
+same two steps itself.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+__all__ = ["write_atomic"]
+
+
+def write_atomic(path: str | Path, data: str | bytes, *, encoding: str = "utf-8") -> Path:
+    """Write `data` to `path` via `<path>.tmp` and a rename; the parent directory is created."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(data, bytes):
+            tmp.write_bytes(data)
+        else:
+            tmp.write_text(data, encoding=encoding)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path

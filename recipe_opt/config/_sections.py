@@ -1,0 +1,277 @@
+"""The sections of a study config: evaluation, proxy, budget, sampler, gates, selection, early
+stopping, warm start, apply and workers. Names of samplers and policies come from
+`recipe_opt.registry`."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from recipe_opt.registry import OBJECTIVES, POLICIES, SAMPLERS
+
+__all__ = [
+    "NAME",
+    "ApplyConfig",
+    "EarlyStoppingConfig",
+    "EvaluationConfig",
+    "GatesConfig",
+    "ProxyConfig",
+    "SamplerConfig",
+    "SelectionConfig",
+    "SuiteConfig",
+    "TrialBudget",
+    "WarmStartConfig",
+    "WorkersConfig",
+    "check_weights",
+]
+
+# Study, family, version names: safe as file names and in URLs.
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SuiteConfig(_Model):
+    """A group of lm-eval tasks scored as the mean of their `acc`."""
+
+    name: str
+    tasks: list[str] = Field(min_length=1)
+    weight: float = Field(default=1.0, gt=0, description="Weight in the aggregate forgetting.")
+
+
+class EvaluationConfig(_Model):
+    backend: Literal["lm-eval", "native"] = Field(
+        default="lm-eval",
+        description="lm-eval's simple_evaluate, or the native batched scorer (same metric, faster).",
+    )
+    tasks_dir: str = Field(description="Directory of lm-eval task YAMLs.")
+    new_task: SuiteConfig
+    retention: list[SuiteConfig] = Field(min_length=1)
+    batch_size: int = Field(default=64, ge=1)
+    limit: int | None = Field(default=None, ge=1, description="Items per task (proxy speed).")
+    lm_eval: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Options passed through to lm-eval's simple_evaluate (num_fewshot, apply_chat_template, "
+        "fewshot_as_multiturn, system_instruction, ...); lm-eval backend only.",
+    )
+
+    @model_validator(mode="after")
+    def _unique(self) -> EvaluationConfig:
+        names = [self.new_task.name] + [s.name for s in self.retention]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"suite names must be unique, but got duplicates {dupes}")
+        return self
+
+
+class ProxyConfig(_Model):
+    fraction: float = Field(gt=0, le=1, description="Share of the recipe's full-update steps the proxy runs.")
+    batch_size: int = Field(ge=1)
+    max_seq_len: int = Field(ge=4)
+    min_steps: int = Field(default=10, ge=1)
+    max_grad_norm: float = Field(default=1.0, ge=0)
+    explode_factor: float = Field(
+        default=10.0, gt=1, description="Stop a trial whose loss exceeds this many times its first loss."
+    )
+    device: Literal["cpu", "cuda", "auto"] = "auto"
+    mixed_precision: Literal["no", "bf16", "fp16"] = Field(
+        default="no", description="Autocast the forward pass (accelerate); bf16 on GPUs that support it."
+    )
+    gradient_accumulation_steps: int = Field(
+        default=1, ge=1, description="Micro-batches per optimiser step (must divide batch_size); same recipe."
+    )
+    gradient_checkpointing: bool = Field(
+        default=False, description="Recompute activations in the backward pass: less memory, ~30% more time."
+    )
+
+    @model_validator(mode="after")
+    def _accumulation_divides(self) -> ProxyConfig:
+        if self.batch_size % self.gradient_accumulation_steps:
+            raise ValueError(
+                "`gradient_accumulation_steps` must divide `batch_size`, but got "
+                f"(batch_size={self.batch_size}, gradient_accumulation_steps={self.gradient_accumulation_steps})"
+            )
+        return self
+
+
+class TrialBudget(_Model):
+    n_trials: int | None = Field(default=None, ge=1)
+    timeout: float | None = Field(default=None, gt=0, description="Seconds.")
+    max_cost: float | None = Field(
+        default=None, gt=0, description="Stop once the study's summed proxy compute passes this (TFLOP)."
+    )
+
+    @model_validator(mode="after")
+    def _some(self) -> TrialBudget:
+        if self.n_trials is None and self.timeout is None and self.max_cost is None:
+            raise ValueError("set at least one of `n_trials`, `timeout`, `max_cost`")
+        return self
+
+
+class SamplerConfig(_Model):
+    name: str = Field(default=SAMPLERS.names()[0], description=f"The Optuna sampler: {SAMPLERS.text()}.")
+    n_startup_trials: int = Field(default=8, ge=0, description="Random trials before the model (tpe, gp).")
+    initial_design: Literal["none", "informed"] = Field(
+        default="informed",
+        description="`informed`: start a new study with a designed set of recipes (see SearchSpace.informed_design).",
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        return SAMPLERS.check(v)
+
+
+class GatesConfig(_Model):
+    """Release gates: the bar an update must clear, the same in the search and at release.
+
+    `recipe_opt.study.check_gates` is their one definition: it gives the Optuna constraints of
+    every trial (measured - bound <= 0 is feasible: infeasible trials stay in the study but are
+    never selected, and constraint-aware samplers steer away from them), the front the command
+    line and the reports show, and the release decision of `apply` on the full run.
+    """
+
+    max_forgetting: float | None = Field(
+        default=0.05,
+        description="Aggregate (weighted) forgetting; also the bound of every retention suite without its own.",
+    )
+    max_forgetting_per_suite: dict[str, float] = Field(
+        default_factory=dict, description="Retention suite name -> largest allowed drop (overrides max_forgetting)."
+    )
+    max_new_task_drop: float | None = Field(
+        default=0.05,
+        ge=0,
+        description="Largest allowed drop of any single new task below its base score (null: no bound).",
+    )
+    min_gain: float | None = Field(
+        default=None, description="Smallest acceptable new-task gain; unset: the gain must be positive."
+    )
+    max_cost: float | None = Field(default=None, gt=0, description="Full-update TFLOP per recipe.")
+
+
+class SelectionConfig(_Model):
+    """How the recipe to apply is picked from the feasible Pareto front (`recipe_opt.registry.POLICIES`
+    holds each policy's rule)."""
+
+    policy: str = Field(default=POLICIES.names()[0], description=f"One of {POLICIES.text()}.")
+    weights: dict[str, float] = Field(
+        default_factory=lambda: {"gain": 1.0, "forgetting": 1.0, "cost": 0.2},
+        description="Objective weights of the `utility` policy.",
+    )
+    reruns: int = Field(default=0, ge=0, le=20, description="Extra seeds per top candidate before selecting.")
+    top_k: int = Field(default=3, ge=1, description="Candidates re-run when `reruns > 0`.")
+
+    @field_validator("policy")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        return POLICIES.check(v)
+
+    @field_validator("weights")
+    @classmethod
+    def _weights(cls, v: dict[str, float]) -> dict[str, float]:
+        return check_weights(v)
+
+
+def check_weights(v: dict[str, float]) -> dict[str, float]:
+    """Utility weights: objectives known, >= 0, at least one > 0 (config and `--weights`)."""
+    for name in v:
+        OBJECTIVES.check(name)
+    if any(w < 0 for w in v.values()) or not any(w > 0 for w in v.values()):
+        raise ValueError(f"weights must be >= 0 with at least one > 0, but got {v}")
+    return v
+
+
+class EarlyStoppingConfig(_Model):
+    """Rung-based early stopping across several objectives (successive halving in the spirit of
+    MOASHA): at each rung the trial is scored and stopped if at least `min_dominating` trials
+    that reached the same rung dominate it (better or equal on every objective, better on one)."""
+
+    enabled: bool = False
+    rungs: list[float] = Field(default_factory=lambda: [0.25, 0.5], description="Fractions of the proxy steps.")
+    min_dominating: int = Field(default=2, ge=1)
+    min_trials_at_rung: int = Field(default=4, ge=1, description="No stopping before this many peers reached the rung.")
+
+    @field_validator("rungs")
+    @classmethod
+    def _rungs(cls, v: list[float]) -> list[float]:
+        if not v or any(not 0 < r < 1 for r in v) or sorted(set(v)) != v:
+            raise ValueError(f"must be increasing fractions strictly between 0 and 1, but got {v}")
+        return v
+
+
+class WarmStartConfig(_Model):
+    """Seed a new study from earlier cycles in the same storage (see `recipe_opt.study._warm`)."""
+
+    studies: list[str] = Field(
+        default_factory=list,
+        description="`[auto]` (the cycle that produced the base version), study names, or empty (cold start).",
+    )
+    max_recipes: int = Field(default=8, ge=1, le=64, description="Recipes enqueued: the selected one, then Pareto.")
+    priors: bool = Field(default=False, description="Also add their complete trials as prior observations.")
+
+    @field_validator("studies")
+    @classmethod
+    def _studies(cls, v: list[str]) -> list[str]:
+        if "auto" in v and len(v) > 1:
+            raise ValueError(f"`auto` stands alone, but got {v}")
+        return v
+
+
+class ApplyConfig(_Model):
+    """`recipe-opt apply`: the selected recipe trained at full fidelity, registered as a new version.
+
+    Full fidelity means every step of the recipe's budget (the proxy runs `proxy.fraction` of
+    them) at the recipe's batch size, and every eval item (no `evaluation.limit`).
+    """
+
+    version: str | None = Field(
+        default=None, description="Name of the new version; default: the base's trailing number + 1 (v0 -> v1)."
+    )
+    weights_dir: str | None = Field(
+        default=None, description="Where `<version>/` is written; default: the directory holding `base_model`."
+    )
+    tier: Literal["foundation", "industrial", "application"] | None = Field(
+        default=None, description="Tier of the new version; default: the parent's."
+    )
+
+    @field_validator("version")
+    @classmethod
+    def _version(cls, v: str | None) -> str | None:
+        if v is not None and not NAME.match(v):
+            raise ValueError("must be 1-100 characters of letters, digits, '.', '_' or '-'")
+        return v
+
+
+class WorkersConfig(_Model):
+    """How workers sharing one study (`recipe-opt worker`, `search --workers N`) keep it honest.
+
+    Heartbeats are on for server databases (PostgreSQL, MySQL): each running trial's worker stamps
+    it every `heartbeat_interval` s; a trial silent for `grace_period` s (its worker was killed, its
+    machine lost) is failed by the next worker that looks and re-queued with the same recipe, at
+    most `max_retry` times. The grace period must outlast a stalled storage round-trip, not a trial:
+    trials of any length keep stamping while they run.
+    """
+
+    heartbeat_interval: int = Field(default=10, ge=1, description="Seconds between a running trial's heartbeats.")
+    grace_period: int = Field(
+        default=60, ge=2, description="Seconds without a heartbeat after which a trial is failed and retried."
+    )
+    max_retry: int = Field(default=2, ge=0, description="Times one recipe is retried after its worker was lost.")
+    max_consecutive_failures: int = Field(
+        default=5,
+        ge=1,
+        description="A worker stops after this many of its own trials fail in a row (a broken setup, not bad luck).",
+    )
+
+    @model_validator(mode="after")
+    def _grace(self) -> WorkersConfig:
+        if self.grace_period <= self.heartbeat_interval:
+            raise ValueError(
+                "`grace_period > heartbeat_interval` must hold, but got "
+                f"(grace_period={self.grace_period}, heartbeat_interval={self.heartbeat_interval})"
+            )
+        return self

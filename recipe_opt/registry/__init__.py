@@ -1,0 +1,32 @@
+"""Registries: every objective, sampler and selection policy recipe-opt knows, each named once.
+
+The config floor validates names against them, the command line's help lists them, and the
+study and the reports read directions, labels, factories and rules from them.
+"""
+
+from recipe_opt.registry._base import Registry
+from recipe_opt.registry._objectives import (
+    OBJECTIVES,
+    Direction,
+    Objective,
+    ObjectiveInputs,
+    objective_values,
+    values_of,
+)
+from recipe_opt.registry._policies import POLICIES, Policy, scaled
+from recipe_opt.registry._samplers import SAMPLERS, SamplerSpec
+
+__all__ = [
+    "OBJECTIVES",
+    "POLICIES",
+    "SAMPLERS",
+    "Direction",
+    "Objective",
+    "ObjectiveInputs",
+    "Policy",
+    "Registry",
+    "SamplerSpec",
+    "objective_values",
+    "scaled",
+    "values_of",
+]
