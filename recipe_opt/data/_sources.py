@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from recipe_opt.data._examples import EncodedExample, Example, TokenizerLike, encode_example
-from recipe_opt.exceptions import DataError
+from recipe_opt.exceptions import DataError, first_line
 
 __all__ = [
     "FILE_SUFFIXES",
@@ -179,7 +179,7 @@ def _parquet_rows(p: Path) -> Iterator[tuple[str, Any]]:
     try:
         table = pq.read_table(p)
     except Exception as exc:  # pyarrow raises its own ArrowInvalid/OSError family
-        raise DataError(f"{p}: not a readable Parquet file ({str(exc).splitlines()[0]})") from None
+        raise DataError(f"{p}: not a readable Parquet file ({first_line(exc)})") from None
     for i, row in enumerate(table.to_pylist()):
         yield f"{p} row {i}", row
 
@@ -205,7 +205,7 @@ def _dataset_rows(name: str, subset: str | None, split: str) -> Iterator[tuple[s
     try:
         ds = datasets.load_dataset(name, subset, split=split)
     except Exception as exc:  # hub offline, unknown name, unknown split: one line, not a traceback
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise DataError(f"dataset {name!r} (split {split!r}): cannot load: {first}") from None
     for i, row in enumerate(ds):
         yield f"dataset {name} [{split}] row {i}", row

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from recipe_opt.data import EncodedExample, Example, encode_examples, read_json_lines
 from recipe_opt.evaluate._native import score_items
 from recipe_opt.evaluate._tasks import TaskDef
-from recipe_opt.exceptions import EvaluationError
+from recipe_opt.exceptions import EvaluationError, first_line
 
 __all__ = ["BACKENDS", "LmEvalScorer", "NativeScorer", "TaskScorer", "make_scorer"]
 
@@ -198,7 +198,7 @@ class LmEvalScorer:
                 loaded = self.task_manager.load(specs)
                 self.task_objects = dict(loaded["tasks"])
             except Exception as exc:  # a built-in task's dataset not downloadable (offline), ...
-                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                first = first_line(exc)
                 raise EvaluationError(f"lm-eval could not build the eval tasks: {first}") from None
 
     def score(self, model: Any) -> dict[str, dict[str, float]]:

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from recipe_opt.exceptions import EvaluationError
+from recipe_opt.exceptions import EvaluationError, first_line
 
 __all__ = ["TaskDef", "builtin_task_names", "find_tasks", "load_task"]
 
@@ -61,7 +61,7 @@ def load_task(path: Path, data_root: Path) -> TaskDef:
             "never runs code from them"
         ) from None
     except yaml.YAMLError as exc:
-        raise EvaluationError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        raise EvaluationError(f"{path}: not valid YAML ({first_line(exc)})") from None
     if not isinstance(raw, dict) or not isinstance(raw.get("task"), str):
         raise EvaluationError(f"{path}: an lm-eval task file needs a `task:` name")
     config = copy.deepcopy(raw)

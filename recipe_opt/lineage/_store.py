@@ -18,7 +18,7 @@ from sqlalchemy import Engine, create_engine, func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from recipe_opt.exceptions import LineageError
+from recipe_opt.exceptions import LineageError, first_line
 from recipe_opt.lineage._migrate import head_revision, upgrade
 from recipe_opt.lineage._models import (
     Evaluation,
@@ -491,8 +491,7 @@ class LineageStore:
 
 def _db_error(exc: SQLAlchemyError) -> str:
     orig = getattr(exc, "orig", None)  # the DB-API error, for statement errors
-    first = str(orig if orig is not None else exc).strip().splitlines()
-    return f"{type(exc).__name__}: {first[0] if first else ''}"
+    return f"{type(exc).__name__}: {first_line(orig if orig is not None else exc) if str(orig or exc).strip() else ''}"
 
 
 def _opt_float(v: float | None) -> float | None:

@@ -1,8 +1,8 @@
 """Proxy trainer: a fresh LoRA adapter per recipe on a base model loaded once."""
 
+from recipe_opt.train._checkpoint import BaseModel, load_base_model, load_tokenizer, model_skeleton, state_checksum
 from recipe_opt.train._loop import IGNORE_INDEX, Batch, collate
 from recipe_opt.train._proxy import (
-    BaseModel,
     EarlyStop,
     ProxySettings,
     ProxyTrainer,
@@ -12,8 +12,6 @@ from recipe_opt.train._proxy import (
     TrialDiverged,
     TrialInterrupted,
     TrialStopped,
-    load_base_model,
-    state_checksum,
 )
 from recipe_opt.train._targets import (
     ALL_LINEAR,
@@ -41,6 +39,8 @@ __all__ = [
     "collate",
     "linear_layers",
     "load_base_model",
+    "load_tokenizer",
+    "model_skeleton",
     "resolve_target_modules",
     "resolve_target_sets",
     "state_checksum",

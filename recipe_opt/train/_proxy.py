@@ -22,18 +22,17 @@ import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from recipe_opt.data import BatchSampler, EncodedExample, source_shares
-from recipe_opt.exceptions import TrainingError
+from recipe_opt.exceptions import TrainingError, first_line
 from recipe_opt.recipe import Recipe
+from recipe_opt.train._checkpoint import BaseModel
 from recipe_opt.train._loop import collate
 
 __all__ = [
-    "BaseModel",
     "EarlyStop",
     "ProxySettings",
     "ProxyTrainer",
@@ -43,8 +42,6 @@ __all__ = [
     "TrialDiverged",
     "TrialInterrupted",
     "TrialStopped",
-    "load_base_model",
-    "state_checksum",
 ]
 
 ProgressFn = Callable[[int, int, float], None]
@@ -170,72 +167,6 @@ class TrainResult:
         }
 
 
-@dataclass
-class BaseModel:
-    """The base model and tokenizer, loaded once per process."""
-
-    model: Any
-    tokenizer: Any
-    path: Path
-    non_embedding_params: int
-
-    @property
-    def pad_id(self) -> int:
-        pad = self.tokenizer.pad_token_id
-        return int(pad if pad is not None else self.tokenizer.eos_token_id)
-
-
-def load_base_model(path: str | Path, *, device: str = "cpu", trust_remote_code: bool = False) -> BaseModel:
-    """Load an HF causal-LM checkpoint directory (and the tokenizer saved beside it).
-
-    Any architecture transformers knows (Llama, Qwen2, Mistral, GPT-2, Phi, ...). A checkpoint
-    whose architecture needs its own Python code loads only with `trust_remote_code=True`, which
-    the study config must ask for: the code would run in this process.
-    """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    path = Path(path)
-    if not (path / "config.json").is_file():
-        raise TrainingError(f"{path}: not a Hugging Face checkpoint directory (no config.json)")
-    # Any failure inside transformers, tokenizers or safetensors (a config that is not JSON, an
-    # unknown model_type, missing or truncated weights, a broken tokenizer.json) is bad input: one
-    # line naming the directory and the part that failed, never a traceback.
-    part = "tokenizer"
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True, trust_remote_code=trust_remote_code)
-        part = "model"
-        model = AutoModelForCausalLM.from_pretrained(
-            path, local_files_only=True, dtype=torch.float32, trust_remote_code=trust_remote_code
-        )
-    except Exception as exc:
-        reason = " ".join(str(exc).split())
-        reason = f"{type(exc).__name__}: {reason}" if reason else type(exc).__name__
-        if len(reason) > 300:
-            reason = reason[:297] + "..."
-        if "trust_remote_code" in str(exc) and not trust_remote_code:
-            reason = "its architecture needs custom code from the checkpoint; set `trust_remote_code: true` "
-            reason += "in the study config if you trust it"
-        raise TrainingError(f"{path}: cannot load the {part}: {reason}") from None
-    if tokenizer.pad_token_id is None and tokenizer.eos_token_id is None:
-        raise TrainingError(f"{path}: the tokenizer has neither a pad nor an EOS token; batches cannot be padded")
-    model.to(device)  # type: ignore[arg-type]  # transformers 5 types `.to` through a decorator
-    for p in model.parameters():
-        p.requires_grad_(False)
-    n = int(model.num_parameters(exclude_embeddings=True))
-    return BaseModel(model=model, tokenizer=tokenizer, path=path, non_embedding_params=n)
-
-
-def state_checksum(model: torch.nn.Module) -> str:
-    """sha256 over every parameter and buffer, in name order: equal iff the weights are equal."""
-    import hashlib
-
-    h = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        h.update(name.encode())
-        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
-
-
 def _rss_bytes() -> int:
     """Resident set size of this process (Linux /proc; 0 where unavailable)."""
     try:
@@ -324,7 +255,7 @@ class ProxyTrainer:
                     )
                 peft_model = get_peft_model(self.base.model, lora)
         except ValueError as exc:
-            raise TrainingError(f"cannot attach LoRA adapter: {str(exc).splitlines()[0]}") from None
+            raise TrainingError(f"cannot attach LoRA adapter: {first_line(exc)}") from None
         try:
             trainable = [p for p in peft_model.parameters() if p.requires_grad]
             n_trainable = sum(p.numel() for p in trainable)
