@@ -75,35 +75,26 @@ def runner_for(cfg_path: Path) -> Any:
 
 def run_study(cfg_path: Path, *, warm: bool = False) -> tuple[Any, float]:
     """Run a study to its budget (warm-started from its config's `warm_start` if `warm`)."""
-    from recipe_opt.lineage import LineageStore
-    from recipe_opt.study import plan_warm_start
+    from recipe_opt.study import WarmStartRequest
 
     runner = runner_for(cfg_path)
-    cfg, space = runner.cfg, runner.space
-
-    def plan() -> Any:
-        with LineageStore(cfg.storage_url) as store:
-            return plan_warm_start(
-                cfg, space, cfg.warm_start.studies, store=store, max_recipes=cfg.warm_start.max_recipes
-            )
-
     start = time.perf_counter()
-    study = runner.run(warm_start=plan if warm else None)
+    study = runner.run(warm_start=WarmStartRequest.of(runner.cfg) if warm else None)
     return study, time.perf_counter() - start
 
 
 def full_runs(cfg_path: Path, recipes: list[Any], *, progress: bool = True) -> list[dict[str, Any]]:
     """Each recipe at full fidelity (every step of its budget, every eval item) against the base."""
-    runner = runner_for(cfg_path)
-    runner.build()
-    evaluator = runner.make_evaluator("native", None)
-    parent = evaluator.evaluate(runner.base.model)
     from recipe_opt.study import run_full
+
+    setup = runner_for(cfg_path).setup
+    evaluator = setup.make_evaluator("native", None)
+    parent = evaluator.evaluate(setup.base.model)
 
     out = []
     for recipe in recipes:
         start = time.perf_counter()
-        full = run_full(runner, recipe, evaluator, parent)
+        full = run_full(setup, recipe, evaluator, parent)
         out.append(
             {
                 **full.values,

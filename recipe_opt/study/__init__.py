@@ -1,86 +1,114 @@
-"""The Optuna study: trials of proxy fine-tunes, selection, and the records they leave."""
+"""The Optuna study: trials of proxy fine-tunes, selection, apply, and the records they leave.
+
+Which module owns what:
+
+| module | owns |
+|---|---|
+| `_inputs` | a command's inputs: config with overrides, search space, base model resolved to a directory |
+| `_base` | the base model's weights (lineage, hub), data manifest, the space resolved against the model |
+| `_setup` | what is built once per process: base model, tokenised data, trainer, evaluators |
+| `_storage` | the database, `open_study` / `load_study`, the resume fingerprint |
+| `_objective` | one trial: sample, proxy-train, score, set the gates as constraints; early-stopping rungs |
+| `_gates` | the release gates, one definition for search, selection, apply and reports |
+| `_records` | `TrialRecord` / `StudyRecord`: the one reader of what a study stores |
+| `_runner` | the trial lifecycle (`StudyRunner`: prepare, attach, work, run) |
+| `_workers` | the trial loop shared by workers: budget lock, heartbeats, retries |
+| `_warm` | warm starts from earlier cycles |
+| `_select` | selection under a policy, with re-runs, and its records |
+| `_apply` | the full-fidelity run, release decision and new lineage version |
+| `_fidelity` | proxy-vs-full rank correlation |
+| `_validate` | `recipe-opt validate`'s checks |
+"""
 
 from recipe_opt.study._apply import ApplyResult, FullRun, ReleaseCheck, apply_selected, release_checks, run_full
-from recipe_opt.study._attrs import ATTR_BUDGET, ATTR_WORKER
-from recipe_opt.study._fidelity import FidelityReport, fidelity_report, spearman
-from recipe_opt.study._runner import (
+from recipe_opt.study._attrs import (
     ATTR_BASE_EVAL,
+    ATTR_BUDGET,
     ATTR_FAILURE,
+    ATTR_FAILURE_KIND,
     ATTR_METRICS,
     ATTR_ORIGIN,
     ATTR_PROXY_TFLOPS,
     ATTR_RECIPE,
     ATTR_RUNGS,
-    Measurement,
-    SearchReporter,
-    StudyRunner,
-    TrialSummary,
-    create_sampler,
-    data_manifest,
-    file_sha256,
-    gate_values,
+    ATTR_WORKER,
     is_prior,
-    open_study,
-    proxy_compute,
-    resolve_base_model,
 )
+from recipe_opt.study._base import data_manifest, file_sha256, resolve_base_model, resolve_space
+from recipe_opt.study._fidelity import FidelityReport, fidelity_report, spearman
+from recipe_opt.study._gates import GateCheck, Scored, check_gates, constraints, failed_reason, gate_values
+from recipe_opt.study._inputs import load_inputs
+from recipe_opt.study._objective import Measurement, Objective
+from recipe_opt.study._progress import Reporter, SearchReporter, SilentReporter, TrialSummary
+from recipe_opt.study._records import Failure, StudyRecord, TrialRecord, failure_reason
+from recipe_opt.study._runner import StudyRunner, create_sampler, proxy_compute
 from recipe_opt.study._select import (
-    POLICY_RULES,
+    Rerunner,
     SelectedRecipe,
-    is_feasible,
     pareto_front,
     policy_scores,
     record_selection,
+    select_and_record,
     select_recipe,
-    trial_values,
     weights_fingerprint,
 )
-from recipe_opt.study._warm import WarmStart, plan_warm_start
-from recipe_opt.study._workers import (
-    LoopOutcome,
-    TrialLoop,
-    WorkerInfo,
-    count_trials,
-    failure_reason,
-    is_server_url,
-    open_storage,
-)
+from recipe_opt.study._setup import Setup
+from recipe_opt.study._storage import check_storage, load_study, open_storage, open_study
+from recipe_opt.study._validate import FileCheck, validate_file
+from recipe_opt.study._warm import WarmStart, WarmStartRequest, plan_warm_start
+from recipe_opt.study._workers import LoopOutcome, TrialLoop, WorkerInfo, count_trials
 
 __all__ = [
     "ATTR_BASE_EVAL",
     "ATTR_BUDGET",
     "ATTR_FAILURE",
+    "ATTR_FAILURE_KIND",
     "ATTR_METRICS",
     "ATTR_ORIGIN",
     "ATTR_PROXY_TFLOPS",
     "ATTR_RECIPE",
     "ATTR_RUNGS",
     "ATTR_WORKER",
-    "POLICY_RULES",
     "ApplyResult",
+    "Failure",
     "FidelityReport",
+    "FileCheck",
     "FullRun",
+    "GateCheck",
     "LoopOutcome",
     "Measurement",
+    "Objective",
     "ReleaseCheck",
+    "Reporter",
+    "Rerunner",
+    "Scored",
     "SearchReporter",
     "SelectedRecipe",
+    "Setup",
+    "SilentReporter",
+    "StudyRecord",
     "StudyRunner",
     "TrialLoop",
+    "TrialRecord",
     "TrialSummary",
     "WarmStart",
+    "WarmStartRequest",
     "WorkerInfo",
     "apply_selected",
+    "check_gates",
+    "check_storage",
+    "constraints",
     "count_trials",
     "create_sampler",
     "data_manifest",
+    "failed_reason",
     "failure_reason",
     "fidelity_report",
     "file_sha256",
     "gate_values",
-    "is_feasible",
     "is_prior",
-    "is_server_url",
+    "load_inputs",
+    "load_study",
     "open_storage",
     "open_study",
     "pareto_front",
@@ -90,9 +118,11 @@ __all__ = [
     "record_selection",
     "release_checks",
     "resolve_base_model",
+    "resolve_space",
     "run_full",
+    "select_and_record",
     "select_recipe",
     "spearman",
-    "trial_values",
+    "validate_file",
     "weights_fingerprint",
 ]

@@ -25,28 +25,18 @@ from recipe_opt.evaluate import Evaluation, SuiteEvaluator
 from recipe_opt.exceptions import StudyError
 from recipe_opt.lineage import LineageStore, SuiteScore, VersionInfo
 from recipe_opt.recipe import Recipe
-from recipe_opt.study._runner import ATTR_METRICS, ATTR_RECIPE, StudyRunner
-from recipe_opt.study._select import trial_values, weights_fingerprint
+from recipe_opt.study._gates import GateCheck, Scored, check_gates, failed_reason
+from recipe_opt.study._objective import Measurement
+from recipe_opt.study._records import StudyRecord
+from recipe_opt.study._runner import StudyRunner
+from recipe_opt.study._select import weights_fingerprint
+from recipe_opt.study._setup import Setup
 
 __all__ = ["ApplyResult", "FullRun", "ReleaseCheck", "apply_selected", "release_checks", "run_full", "suite_scores"]
 
 
-@dataclass(frozen=True)
-class ReleaseCheck:
-    gate: str
-    measured: float
-    bound: float | None
-    passed: bool
-    note: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "gate": self.gate,
-            "measured": self.measured,
-            "bound": self.bound,
-            "passed": self.passed,
-            "note": self.note,
-        }
+# The gate checks of a release are the gates' own (one definition: `_gates.check_gates`).
+ReleaseCheck = GateCheck
 
 
 @dataclass(frozen=True)
@@ -58,12 +48,17 @@ class FullRun:
     parent: Evaluation
     after: Evaluation
     train: dict[str, float]
+    new_task_scores: dict[str, tuple[float, float]]
+
+    def scored(self) -> Scored:
+        return Scored(self.values, self.forgetting_per_suite, self.new_task_scores)
 
     def as_record(self) -> dict[str, Any]:
         return {
             **self.values,
             "forgetting_per_suite": self.forgetting_per_suite,
             "suites_after": dict(self.after.suites),
+            "tasks_after": {k: dict(v) for k, v in self.after.tasks.items()},
             "train": self.train,
         }
 
@@ -81,57 +76,17 @@ class ApplyResult:
 
 
 def release_checks(
-    cfg: StudyConfig, values: Mapping[str, float], per_suite: Mapping[str, float], parent: str
-) -> list[ReleaseCheck]:
-    """The release gates on full-run values measured against the parent version.
-
-    * every retention suite: regression <= its `gates.max_forgetting_per_suite` bound, or
-      `gates.max_forgetting` for suites without one;
-    * aggregate forgetting <= `gates.max_forgetting`;
-    * new-task gain >= `gates.min_gain` (unset: gain > 0, an update must teach something);
-    * cost (measured TFLOP of the full run) <= `gates.max_cost`.
-    A gate whose bound is unset is recorded with `bound: null` and passes.
-    """
-    g = cfg.gates
-    checks = []
-    for suite in cfg.evaluation.retention:
-        bound = g.max_forgetting_per_suite.get(suite.name, g.max_forgetting)
-        drop = per_suite[suite.name]
-        checks.append(
-            ReleaseCheck(
-                f"regression:{suite.name}",
-                drop,
-                bound,
-                bound is None or drop <= bound,
-                f"{suite.name} {drop:+.3f} vs {parent}" + ("" if bound is None else f" (bound {bound:g})"),
-            )
-        )
-    f = values["forgetting"]
-    checks.append(
-        ReleaseCheck(
-            "max_forgetting",
-            f,
-            g.max_forgetting,
-            g.max_forgetting is None or f <= g.max_forgetting,
-            f"aggregate forgetting {f:+.3f}",
-        )
-    )
-    gain = values["gain"]
-    passed = gain >= g.min_gain if g.min_gain is not None else gain > 0
-    checks.append(ReleaseCheck("min_gain", gain, g.min_gain, passed, f"new-task gain {gain:+.3f}"))
-    cost = values["cost"]
-    checks.append(
-        ReleaseCheck(
-            "max_cost", cost, g.max_cost, g.max_cost is None or cost <= g.max_cost, f"full-run compute {cost:.3g} TFLOP"
-        )
-    )
-    return checks
-
-
-def _failed_reason(c: ReleaseCheck) -> str:
-    if c.gate == "min_gain":
-        return f"{c.note} is below the bound {0.0 if c.bound is None else c.bound:g}"
-    return f"{c.note} exceeds the bound"
+    cfg: StudyConfig,
+    values: Mapping[str, float],
+    per_suite: Mapping[str, float],
+    parent: str,
+    new_task_scores: Mapping[str, tuple[float, float]] | None = None,
+) -> list[GateCheck]:
+    """The release gates (`check_gates`, the search's own) on full-run values measured against
+    the parent version, the cost measured rather than projected."""
+    suites = [s.name for s in cfg.evaluation.retention]
+    scored = Scored(values, per_suite, new_task_scores or {})
+    return check_gates(cfg.gates, scored, against=parent, suites=suites, cost="full-run compute")
 
 
 def suite_scores(evaluator: SuiteEvaluator, evaluation: Evaluation, backend: str) -> list[SuiteScore]:
@@ -144,7 +99,7 @@ def suite_scores(evaluator: SuiteEvaluator, evaluation: Evaluation, backend: str
 
 
 def run_full(
-    runner: StudyRunner,
+    setup: Setup,
     recipe: Recipe,
     evaluator: SuiteEvaluator,
     parent: Evaluation,
@@ -158,34 +113,34 @@ def run_full(
     checkpoint (with tokenizer and adapter) is written there; the scores are those of that
     checkpoint, the artifact a release would ship. Without it the adapted model is scored in place.
     """
-    trainer = runner.full_trainer(recipe)
+    trainer = setup.full_trainer(recipe)
     with trainer.train(recipe, progress=progress) as (model, result):
         if save_to is None:
             after = evaluator.evaluate(model)
         else:
             model.save_pretrained(save_to / "adapter")
     if save_to is not None:
-        merged = _merge(runner, save_to)
+        merged = _merge(setup, save_to)
         after = evaluator.evaluate(merged)
         del merged
     outcome = evaluator.outcome(parent, after)
     # At full fidelity the cost is measured, not projected: the FLOPs the run actually spent.
-    values = {"gain": outcome.gain, "forgetting": outcome.forgetting, "cost": result.proxy_flops / 1e12}
-    return FullRun(values, dict(outcome.forgetting_per_suite), parent, after, result.as_metrics())
+    m = Measurement.of(outcome, parent, after, result, result.proxy_flops / 1e12, evaluator.new_suite.tasks)
+    return FullRun(m.values, m.forgetting_per_suite, parent, after, result.as_metrics(), m.new_task_scores)
 
 
-def _merge(runner: StudyRunner, out: Path) -> Any:
+def _merge(setup: Setup, out: Path) -> Any:
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
     base = AutoModelForCausalLM.from_pretrained(
-        runner.base.path, local_files_only=True, dtype=torch.float32, trust_remote_code=runner.cfg.trust_remote_code
+        setup.base.path, local_files_only=True, dtype=torch.float32, trust_remote_code=setup.cfg.trust_remote_code
     )
     merged = PeftModel.from_pretrained(base, out / "adapter").merge_and_unload()
     merged.save_pretrained(out)
-    runner.base.tokenizer.save_pretrained(out)
-    merged.to(runner.device)
+    setup.base.tokenizer.save_pretrained(out)
+    merged.to(setup.device)
     merged.eval()
     return merged
 
@@ -202,11 +157,11 @@ def apply_selected(
 ) -> ApplyResult:
     """Train the study's selected recipe at full fidelity, decide its release, register it."""
     start = time.perf_counter()
-    selection = study.user_attrs.get("selection")
-    if not selection:
+    record = StudyRecord.read(study)
+    trial = record.selected
+    if trial is None or trial.recipe is None:
         raise StudyError(f"study {cfg.name!r} has no selected recipe: run `recipe-opt search` or `select` first")
-    trial = study.trials[int(selection["trial_number"])]
-    recipe = Recipe.from_dict(trial.user_attrs[ATTR_RECIPE])
+    recipe = trial.recipe
     name = version or cfg.apply_version
     out = cfg.apply_weights_root / name
     if out.exists():
@@ -220,10 +175,10 @@ def apply_selected(
         if any(v.name == name for v in store.list_versions_or_empty(cfg.family)):
             raise StudyError(f"version {cfg.family}/{name} already exists in the lineage: pass another `--version`")
 
-        runner.build()
+        setup = runner.setup
         phase(f"scoring the parent {cfg.base_version} on every suite, every item")
-        evaluator = runner.make_evaluator(cfg.evaluation.backend, None)
-        parent_eval = evaluator.evaluate(runner.base.model)
+        evaluator = setup.make_evaluator(cfg.evaluation.backend, None)
+        parent_eval = evaluator.evaluate(setup.base.model)
         partial = out.with_name(out.name + ".partial")
         if partial.exists():
             shutil.rmtree(partial)
@@ -233,17 +188,16 @@ def apply_selected(
                 f"training {recipe.short_hash} at full fidelity: {recipe.budget.steps} steps of "
                 f"batch {recipe.budget.batch_size}"
             )
-            full = run_full(runner, recipe, evaluator, parent_eval, save_to=partial, progress=progress)
+            full = run_full(setup, recipe, evaluator, parent_eval, save_to=partial, progress=progress)
             recipe.save(partial / "recipe.yaml")
-            checks = release_checks(cfg, full.values, full.forgetting_per_suite, cfg.base_version)
+            checks = release_checks(cfg, full.values, full.forgetting_per_suite, cfg.base_version, full.new_task_scores)
             released = all(c.passed for c in checks)
-            reasons = [_failed_reason(c) for c in checks if not c.passed]
+            reasons = [failed_reason(c) for c in checks if not c.passed]
             partial.rename(out)
         except BaseException:
             shutil.rmtree(partial, ignore_errors=True)
             raise
-        metrics = trial.user_attrs.get(ATTR_METRICS) or {}
-        proxy = {**trial_values(trial), "forgetting_per_suite": dict(metrics.get("forgetting_per_suite", {}))}
+        proxy = {**trial.values, "forgetting_per_suite": trial.forgetting_per_suite}
         try:
             info = store.record_apply(
                 study_name=cfg.name,

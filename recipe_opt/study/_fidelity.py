@@ -1,7 +1,8 @@
 """Proxy fidelity: does the proxy rank recipes the way the full update would?
 
-Every `apply` stores the selected recipe's proxy values beside its full-run values (and
-`bench/proxy_fidelity.py` stores K recipes run both ways). Across those pairs, Spearman's rank
+Every `apply` stores the selected recipe's proxy values beside its full-run values in the lineage
+(`bench/proxy_fidelity.py` measures K recipes both ways for the README, outside the lineage).
+Across those pairs, Spearman's rank
 correlation per objective says whether picking by proxy picks what the full run would: a rho
 near 1 means the search's ranking transfers; below `low` (default 0.5) it does not, and the
 proxy (fraction, eval limit) should be made more faithful before trusting the next selection.
@@ -14,10 +15,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from recipe_opt.lineage import FidelityPair, LineageStore
+from recipe_opt.registry import OBJECTIVES
 
 __all__ = ["FidelityReport", "fidelity_report", "spearman"]
-
-OBJECTIVE_KEYS = ("gain", "forgetting", "cost")
 
 
 def _ranks(xs: Sequence[float]) -> list[float]:
@@ -63,7 +63,7 @@ def fidelity_report(store: LineageStore, family: str, *, low: float = 0.5) -> Fi
     pairs = store.fidelity_pairs(family)
     rho: dict[str, float | None] = {}
     warnings: list[str] = []
-    for key in OBJECTIVE_KEYS:
+    for key in OBJECTIVES.names():
         both = [(p.proxy[key], p.full[key]) for p in pairs if key in p.proxy and key in p.full]
         rho[key] = spearman([a for a, _ in both], [b for _, b in both])
         if rho[key] is not None and rho[key] < low:  # type: ignore[operator]
@@ -74,6 +74,6 @@ def fidelity_report(store: LineageStore, family: str, *, low: float = 0.5) -> Fi
     if len(pairs) < 3:
         warnings.append(
             f"only {len(pairs)} recipe(s) of family {family!r} were run at both fidelities; "
-            "rank correlation needs at least 3 (each `apply` adds one; bench/proxy_fidelity.py adds K)"
+            "rank correlation needs at least 3 (each `apply` adds one)"
         )
     return FidelityReport(family, pairs, rho, warnings)

@@ -24,14 +24,34 @@ from typing import Any
 import optuna
 
 from recipe_opt.config import StudyConfig
-from recipe_opt.exceptions import StudyError
+from recipe_opt.exceptions import ConfigError, StudyError
 from recipe_opt.lineage import LineageStore
-from recipe_opt.recipe import Recipe
 from recipe_opt.space import SearchSpace
-from recipe_opt.study._attrs import ATTR_METRICS, ATTR_ORIGIN, ATTR_RECIPE, PRIOR, is_prior
-from recipe_opt.study._select import pareto_front, trial_values
+from recipe_opt.study._attrs import ATTR_METRICS, ATTR_OBJECTIVES, ATTR_ORIGIN, ATTR_RECIPE, PRIOR
+from recipe_opt.study._gates import Scored, check_gates, constraints
+from recipe_opt.study._records import StudyRecord, TrialRecord
 
-__all__ = ["WarmStart", "plan_warm_start"]
+__all__ = ["WarmStart", "WarmStartRequest", "plan_warm_start"]
+
+
+@dataclass(frozen=True)
+class WarmStartRequest:
+    """What a new study is to be seeded from: source studies (`[auto]` or names), how many recipes
+    to enqueue, and whether their trials become prior observations. The runner plans it on its
+    own resolved search space (`StudyRunner.prepare`)."""
+
+    sources: tuple[str, ...]
+    max_recipes: int = 8
+    priors: bool = False
+
+    @classmethod
+    def of(cls, cfg: StudyConfig, sources: Sequence[str] | None = None, priors: bool | None = None) -> WarmStartRequest:
+        """The config's `warm_start`, with the command line's `--warm-start` / `--warm-start-priors`
+        (when given) in place of its studies and priors; `none` means a cold start."""
+        chosen = list(cfg.warm_start.studies) if sources is None else [s for s in sources if s != "none"]
+        if "auto" in chosen and len(chosen) > 1:
+            raise ConfigError.single("--warm-start", "", f"`auto` stands alone, but got {chosen}")
+        return cls(tuple(chosen), cfg.warm_start.max_recipes, cfg.warm_start.priors if priors is None else priors)
 
 
 @dataclass
@@ -56,11 +76,11 @@ def _resolve_sources(cfg: StudyConfig, requested: Sequence[str], store: LineageS
     return [], notes
 
 
-def _spread(trials: list[optuna.trial.FrozenTrial], k: int) -> list[optuna.trial.FrozenTrial]:
+def _spread(trials: list[TrialRecord], k: int) -> list[TrialRecord]:
     """Up to k trials spread evenly over the front ordered by gain (both ends included)."""
     if k <= 0 or not trials:
         return []
-    ordered = sorted(trials, key=lambda t: trial_values(t)["gain"])
+    ordered = sorted(trials, key=lambda t: t.values["gain"])
     if len(ordered) <= k:
         return ordered
     idx = sorted({round(i * (len(ordered) - 1) / max(1, k - 1)) for i in range(k)})
@@ -91,17 +111,17 @@ def plan_warm_start(
             raise StudyError(
                 f"--warm-start {name}: no such study in {cfg.storage_display} (studies there: {known})"
             ) from None
-        front = [t for t in pareto_front(src) if not is_prior(t)]
-        selection = src.user_attrs.get("selection") or {}
-        selected = [t for t in src.trials if t.number == selection.get("trial_number")]
+        record = StudyRecord.read(src)
+        front = record.front
+        selected = [record.selected] if record.selected is not None else []
         chosen = selected + [t for t in _spread(front, max_recipes) if t not in selected]
         transferred = 0
         dropped: dict[str, list[int]] = {}  # one line per distinct note, naming the trials
         for t in chosen:
             if len(plan.enqueue) >= max_recipes:
                 break
-            recipe = Recipe.from_dict(t.user_attrs[ATTR_RECIPE])
-            params, notes = space.transfer(recipe)
+            assert t.recipe is not None  # complete trials hold their recipe
+            params, notes = space.transfer(t.recipe)
             for n in notes:
                 dropped.setdefault(n, []).append(t.number)
             if not params:
@@ -123,7 +143,7 @@ def plan_warm_start(
         if not chosen:
             plan.notes.append(f"{name}: no feasible Pareto trial to start from")
         if priors:
-            plan.priors.extend(_priors(cfg, space, src, name, plan.notes))
+            plan.priors.extend(_priors(cfg, space, record, name, plan.notes))
     return plan
 
 
@@ -150,37 +170,49 @@ class _Recorder:
 
 
 def _priors(
-    cfg: StudyConfig, space: SearchSpace, src: optuna.Study, name: str, notes: list[str]
+    cfg: StudyConfig, space: SearchSpace, src: StudyRecord, name: str, notes: list[str]
 ) -> list[optuna.trial.FrozenTrial]:
-    objectives = list(src.user_attrs.get("objectives") or [])
+    objectives = list(src.study.user_attrs.get(ATTR_OBJECTIVES) or [])
     if objectives != list(cfg.objectives):
         raise StudyError(
             f"--warm-start-priors: study {name!r} optimised {objectives}, this one {list(cfg.objectives)}: "
             "its values cannot be prior observations"
         )
     out = []
-    for t in src.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
-        if is_prior(t) or not t.user_attrs.get(ATTR_METRICS):
-            continue
-        params, _ = space.transfer(Recipe.from_dict(t.user_attrs[ATTR_RECIPE]))
+    for t in src.complete:
+        assert t.recipe is not None
+        params, _ = space.transfer(t.recipe)
         rec = _Recorder(params)
         space.sample(rec)
         dists = {k: d for k, d in rec.distributions.items() if k in params}
         if not dists:
             continue
-        values = trial_values(t)
         out.append(
             optuna.trial.create_trial(
                 params={k: params[k] for k in dists},
                 distributions=dists,
-                values=[values[o] for o in cfg.objectives],
+                values=[t.values[o] for o in cfg.objectives],
                 user_attrs={
                     ATTR_ORIGIN: f"{PRIOR}: {name} trial {t.number}",
-                    ATTR_RECIPE: t.user_attrs[ATTR_RECIPE],
-                    ATTR_METRICS: t.user_attrs[ATTR_METRICS],
+                    ATTR_RECIPE: t.trial.user_attrs[ATTR_RECIPE],
+                    ATTR_METRICS: t.trial.user_attrs[ATTR_METRICS],
                 },
-                system_attrs={k: v for k, v in t.system_attrs.items() if k.startswith("constraints:")},
+                constraints=_prior_constraints(cfg, t),
             )
         )
     notes.append(f"{name}: {len(out)} complete trials added as prior observations (not selectable)")
     return out
+
+
+def _prior_constraints(cfg: StudyConfig, t: TrialRecord) -> dict[str, float]:
+    """A prior's constraints under this cycle's gates, with the same names as this cycle's trials
+    (Optuna's GP sampler refuses trials whose constraint names differ). A retention suite the
+    prior's cycle did not measure counts as its aggregate forgetting; a new task of this cycle,
+    which it did not measure, as no drop."""
+    suites = [s.name for s in cfg.evaluation.retention]
+    scored = Scored(
+        t.values,
+        {s: t.forgetting_per_suite.get(s, t.values["forgetting"]) for s in suites},
+        {task: (0.0, 0.0) for task in cfg.evaluation.new_task.tasks},
+    )
+    return constraints(check_gates(cfg.gates, scored, suites=suites))

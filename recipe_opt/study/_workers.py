@@ -38,19 +38,11 @@ import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
-from recipe_opt.config import WorkersConfig, masked_url
-from recipe_opt.exceptions import StorageError, StudyError
-from recipe_opt.study._attrs import ATTR_FAILURE, ATTR_ORIGIN, ATTR_WORKER, is_prior
+from recipe_opt.config import StorageURL, WorkersConfig
+from recipe_opt.exceptions import StorageError, StudyError, first_line
+from recipe_opt.study._attrs import ATTR_ORIGIN, ATTR_WORKER, is_prior, set_failure
 
-__all__ = [
-    "LoopOutcome",
-    "TrialLoop",
-    "WorkerInfo",
-    "count_trials",
-    "failure_reason",
-    "is_server_url",
-    "open_storage",
-]
+__all__ = ["LoopOutcome", "TrialLoop", "WorkerInfo", "count_trials"]
 
 ObjectiveFn = Callable[[optuna.Trial], Sequence[float]]
 T = TypeVar("T")
@@ -61,11 +53,6 @@ def _transient() -> tuple[type[BaseException], ...]:
     import sqlalchemy.exc
 
     return (optuna.exceptions.StorageInternalError, sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)
-
-
-def is_server_url(url: str) -> bool:
-    """A database several processes can write at once (SQLite serialises writers: optuna#820)."""
-    return not url.startswith("sqlite")
 
 
 @dataclass(frozen=True)
@@ -97,37 +84,14 @@ def _devices(env: str | None) -> str:
     return env.strip() or "none"
 
 
-def open_storage(url: str, workers: WorkersConfig, *, create_tables: bool, label: str) -> RDBStorage:
-    """Optuna's RDB storage with heartbeats, retries and a small pool of checked connections.
+class _TrialHandle:
+    """`set_user_attr` on a trial known only by its id (for `set_failure` on another worker's trial)."""
 
-    `create_tables=False` is for workers: the tables are created once, by `prepare` or `search`,
-    before any worker starts (concurrent first-time creation is optuna#1092).
-    """
-    server = is_server_url(url)
-    engine_kwargs: dict[str, Any] = {"pool_pre_ping": True}
-    if server:
-        # A worker holds at most 3 connections: the main thread's session, the heartbeat thread's,
-        # and the short advisory-lock one; pool_size 3 with no overflow keeps N workers at <= 3N
-        # server connections (the README's 100-worker arithmetic). pool_pre_ping replaces a
-        # connection the server dropped (restart, pg_terminate_backend) before it is used.
-        engine_kwargs.update(pool_size=3, max_overflow=0, pool_timeout=60, pool_recycle=1800)
-    if url.startswith("postgresql"):
-        # Visible in pg_stat_activity: which worker holds which connection.
-        engine_kwargs["connect_args"] = {"application_name": f"recipe-opt {label}"[:63]}
-    heartbeat: dict[str, Any] = {}
-    if server:
-        heartbeat = {
-            "heartbeat_interval": workers.heartbeat_interval,
-            "grace_period": workers.grace_period,
-            "heartbeat_stale_trial_callback": _RetryLostTrial(workers.max_retry),
-        }
-    try:
-        with warnings.catch_warnings():  # heartbeat_interval is "experimental": chosen knowingly
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return RDBStorage(url, engine_kwargs=engine_kwargs, skip_table_creation=not create_tables, **heartbeat)
-    except Exception as exc:  # SQLAlchemy connection errors, a missing DB driver (ImportError), bad URLs
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise StudyError(f"storage {masked_url(url)}: cannot open ({type(exc).__name__}: {first})") from None
+    def __init__(self, storage: RDBStorage, trial_id: int) -> None:
+        self.storage, self.trial_id = storage, trial_id
+
+    def set_user_attr(self, key: str, value: Any) -> None:
+        self.storage.set_trial_user_attr(self.trial_id, key, value)
 
 
 class _RetryLostTrial:
@@ -135,7 +99,7 @@ class _RetryLostTrial:
 
     Optuna's callback copies every user attribute into the queued trial; a retry should start
     with only its origin (warm start, informed design), not the lost run's metrics or rung values.
-    The failed trial keeps its own attributes; `failure_reason` explains it.
+    The failed trial keeps its own attributes; its `TrialRecord.failure` explains it.
     """
 
     def __init__(self, max_retry: int) -> None:
@@ -149,21 +113,6 @@ class _RetryLostTrial:
         clean = copy.copy(trial)
         clean.user_attrs = {k: v for k, v in trial.user_attrs.items() if k == ATTR_ORIGIN}
         self.retry(study, clean)
-
-
-def failure_reason(trial: optuna.trial.FrozenTrial) -> str | None:
-    """Why a trial failed or was pruned; a failed trial with no reason recorded lost its worker.
-
-    A worker killed outright (SIGKILL, OOM killer, lost node) writes nothing: the trial is failed
-    by another worker once its heartbeat is older than the grace period.
-    """
-    reason = trial.user_attrs.get(ATTR_FAILURE)
-    if reason is not None:
-        return str(reason)
-    if trial.state != TrialState.FAIL:
-        return None
-    who = trial.user_attrs.get(ATTR_WORKER, {}).get("id")
-    return f"worker lost: {who or 'its worker'} stopped heartbeating (killed, or its machine or connection was lost)"
 
 
 def count_trials(study: optuna.Study) -> tuple[int, int]:
@@ -201,8 +150,8 @@ class TrialLoop:
     """Pull trials from a shared study until its budget is spent (or time, cost or failures say stop).
 
     `objective` returns the objective values; it raises `optuna.TrialPruned` to prune and any
-    exception in `catch` to fail the trial (other exceptions fail it and propagate).
-    `retry_interrupted` re-queues the recipe of a trial cut short by SIGINT/SIGTERM.
+    exception in `catch` to fail the trial (other exceptions fail it and propagate). A trial cut
+    short by SIGINT/SIGTERM is failed and its recipe queued again.
     """
 
     def __init__(
@@ -220,7 +169,6 @@ class TrialLoop:
         catch: tuple[type[BaseException], ...] = (),
         poll_interval: float = 2.0,
         on_wait: Callable[[str], None] | None = None,
-        on_trial: Callable[[optuna.trial.FrozenTrial], None] | None = None,
     ) -> None:
         if budget is None and timeout is None and max_cost is None:
             raise StudyError("a worker needs a trial budget, a timeout or a max cost, or it never stops")
@@ -236,8 +184,8 @@ class TrialLoop:
         self.catch = catch
         self.poll_interval = poll_interval
         self.on_wait = on_wait or (lambda message: None)
-        self.on_trial = on_trial or (lambda trial: None)
-        self.heartbeat = is_server_url(storage.url) and workers.heartbeat_interval is not None
+        self.db = StorageURL(storage.url)
+        self.heartbeat = self.db.is_server and workers.heartbeat_interval is not None
         self._stop = threading.Event()
 
     def stop(self) -> None:
@@ -317,11 +265,10 @@ class TrialLoop:
             try:
                 return fn()
             except _transient() as exc:
-                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
                 if time.monotonic() >= deadline:
                     raise StorageError(
-                        f"storage {masked_url(self.storage.url)}: {what} failed for {self.settings.grace_period} s "
-                        f"({type(exc).__name__}: {first})"
+                        f"storage {self.db.display}: {what} failed for {self.settings.grace_period} s "
+                        f"({type(exc).__name__}: {self.db.scrub(first_line(exc))})"
                     ) from None
                 if not said:
                     self.on_wait(f"storage error while {what} ({type(exc).__name__}): reconnecting")
@@ -366,8 +313,10 @@ class TrialLoop:
         for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             if ATTR_WORKER not in t.user_attrs:
                 with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
-                    self.storage.set_trial_user_attr(
-                        t._trial_id, ATTR_FAILURE, "orphaned: its worker lost the storage while starting it"
+                    set_failure(
+                        _TrialHandle(self.storage, t._trial_id),
+                        "orphaned",
+                        "orphaned: its worker lost the storage while starting it",
                     )
                     self.storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
                     _RetryLostTrial(self.settings.max_retry)(self.study, self.storage.get_trial(t._trial_id))
@@ -382,7 +331,7 @@ class TrialLoop:
         bench/coordination.py measured 30-40 ms held per start at 100-1000 trials: 25-35 trial
         starts a second for the whole study.
         """
-        if not self.storage.url.startswith("postgresql"):
+        if not self.db.is_postgresql:
             yield False
             return
         import sqlalchemy as sa
@@ -412,11 +361,11 @@ class TrialLoop:
         storage_failed = isinstance(error, _transient())
         if storage_failed:
             # The storage, not the recipe, failed this trial: say so, and queue the recipe again.
-            first = (str(error).strip().splitlines() or [""])[0]
+            assert error is not None
+            why = f"{type(error).__name__}: {first_line(error)}"
             with contextlib.suppress(*_transient(), optuna.exceptions.UpdateFinishedTrialError):
                 self._retrying(
-                    "recording a failure",
-                    lambda: trial.set_user_attr(ATTR_FAILURE, f"storage error: {type(error).__name__}: {first}"),
+                    "recording a failure", lambda: set_failure(trial, "storage error", f"storage error: {why}")
                 )
         attempt = {"skip": False}
 
@@ -439,7 +388,6 @@ class TrialLoop:
         if storage_failed:
             with contextlib.suppress(*_transient()):
                 _RetryLostTrial(self.settings.max_retry)(self.study, frozen)
-        self.on_trial(frozen)
         if error is not None and not storage_failed and not isinstance(error, self.catch):
             raise error
         return frozen.state
@@ -448,7 +396,7 @@ class TrialLoop:
         """SIGINT/SIGTERM mid-trial: fail it with the reason and queue its recipe again."""
         with contextlib.suppress(Exception):  # the storage may be what failed; the heartbeat then retries
             requeued = "; re-queued" if trial.params else ""  # no recipe drawn yet: nothing to retry
-            trial.set_user_attr(ATTR_FAILURE, f"interrupted: worker {self.worker.id} was stopped{requeued}")
+            set_failure(trial, "interrupted", f"interrupted: worker {self.worker.id} was stopped{requeued}")
             frozen = self.study.tell(trial, state=TrialState.FAIL)
             _RetryLostTrial(self.settings.max_retry)(self.study, frozen)
 
