@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import optuna
 
+from recipe_opt._files import write_atomic
 from recipe_opt.evaluate import PRIMARY_METRIC
 from recipe_opt.lineage import VersionInfo
-from recipe_opt.recipe import Recipe
-from recipe_opt.study import ATTR_METRICS, ATTR_RECIPE, pareto_front, trial_values
+from recipe_opt.registry import values_of
+from recipe_opt.study import GateCheck, Scored, StudyRecord, check_gates
 
 __all__ = ["ChecklistItem", "release_checklist", "release_suite_scores", "write_summary"]
 
@@ -31,14 +31,6 @@ class ChecklistItem:
 
 def _status(ok: bool | None) -> str:
     return "info" if ok is None else ("pass" if ok else "FAIL")
-
-
-def study_suites(study: optuna.Study, *, retention_only: bool = False) -> dict[str, list[str]]:
-    """Suite name -> its tasks, as the study's config defines them (new-task suite first)."""
-    evaluation = (study.user_attrs.get("config") or {}).get("evaluation") or {}
-    suites = [] if retention_only else [evaluation.get("new_task") or {}]
-    suites += list(evaluation.get("retention") or [])
-    return {str(s["name"]): list(s.get("tasks") or []) for s in suites if s.get("name")}
 
 
 def release_suite_scores(version: VersionInfo, suites: dict[str, list[str]]) -> dict[str, float]:
@@ -59,7 +51,7 @@ def release_suite_scores(version: VersionInfo, suites: dict[str, list[str]]) -> 
 
 
 def _inheritance(
-    study: optuna.Study, applied: VersionInfo | None, parent: VersionInfo | None, ref: str, bounds: dict[str, float]
+    record: StudyRecord, applied: VersionInfo | None, parent: VersionInfo | None, ref: str, bounds: dict[str, float]
 ) -> ChecklistItem:
     """The new version against its parent's own release scores, suite by suite (retention suites).
 
@@ -70,7 +62,7 @@ def _inheritance(
     check = f"inheritance from {ref} (its own release scores)"
     if parent is None:
         return ChecklistItem(check, f"{ref} is not in the lineage store", "", "info")
-    was = release_suite_scores(parent, study_suites(study, retention_only=True))
+    was = release_suite_scores(parent, record.suite_tasks(retention_only=True))
     if not was:
         return ChecklistItem(
             check,
@@ -83,7 +75,7 @@ def _inheritance(
     if applied is None:
         listed = ", ".join(f"{k} {v:.3f}" for k, v in was.items())
         return ChecklistItem(check, f"at release: {listed}; compared at full fidelity after `apply`", bound, "pending")
-    now = {sc.suite: sc.score for sc in applied.evaluations if sc.cycle == study.study_name}
+    now = {sc.suite: sc.score for sc in applied.evaluations if sc.cycle == record.name}
     drops = {k: was[k] - now[k] for k in was if k in now}
     if not drops:
         return ChecklistItem(check, f"{applied.ref} has no scores on {', '.join(was)}", bound, "info")
@@ -99,78 +91,72 @@ def _inheritance(
     )
 
 
+_LABELS = {
+    "max_forgetting": "aggregate forgetting",
+    "min_gain": "new-task gain",
+    "max_cost": "cost of the full update (TFLOP)",
+}
+
+
+def _label(gate: str) -> str:
+    kind, _, name = gate.partition(":")
+    if kind == "regression":
+        return f"regression on {name}"
+    if kind == "new_task":
+        return f"new task {name} (drop below base)"
+    return _LABELS.get(gate, gate)
+
+
+def _bound(c: GateCheck) -> str:
+    if c.gate == "min_gain":
+        return "> 0" if c.bound is None else f">= {c.bound:g}"
+    return "-" if c.bound is None else f"<= {c.bound:g}"
+
+
+def full_scored(record: StudyRecord, applied: VersionInfo | None, parent: VersionInfo | None) -> Scored | None:
+    """What the gates read from this cycle's full run, as `apply` recorded it (None before apply)."""
+    decision = applied.decision if applied else None
+    full = (decision.metrics.get("full") or {}) if decision else {}
+    if "gain" not in full:
+        return None
+    after = full.get("tasks_after") or {}
+    before = parent.task_scores(PRIMARY_METRIC, cycle=record.name) if parent is not None else {}
+    scores = {t: (before[t], float(after[t][PRIMARY_METRIC])) for t in record.new_tasks if t in before and t in after}
+    values = values_of(full)
+    return Scored(values, dict(full.get("forgetting_per_suite") or {}), scores)
+
+
+def as_record(study: optuna.Study | StudyRecord) -> StudyRecord:
+    return study if isinstance(study, StudyRecord) else StudyRecord.read(study)
+
+
 def release_checklist(
-    study: optuna.Study, applied: VersionInfo | None = None, parent: VersionInfo | None = None
+    study: optuna.Study | StudyRecord, applied: VersionInfo | None = None, parent: VersionInfo | None = None
 ) -> list[ChecklistItem]:
     """One row per release question, with the proxy value and, once applied, the full-run value.
 
-    `applied` is the version this cycle's `apply` registered, `parent` the base version as the
-    lineage knows it (both None without a lineage store).
+    The gate rows are the gates' own checks (`check_gates`): on the selected trial's proxy values
+    (a forecast) and, once `apply` has run, on the full run, which is what decides. `applied` is
+    the version this cycle's `apply` registered, `parent` the base version as the lineage knows
+    it (both None without a lineage store).
     """
-    config: dict[str, Any] = study.user_attrs.get("config") or {}
-    gates: dict[str, Any] = config.get("gates") or {}
-    selection = study.user_attrs.get("selection") or {}
-    if "trial_number" not in selection:
+    record = as_record(study)
+    trial = record.selected
+    if trial is None:
         return [ChecklistItem("selected recipe", "none: no recipe passes the gates yet", "", "FAIL")]
-    trial = study.trials[int(selection["trial_number"])]
-    proxy = trial_values(trial)
-    per_suite = dict((trial.user_attrs.get(ATTR_METRICS) or {}).get("forgetting_per_suite", {}))
-    decision = applied.decision if applied else None
-    full = (decision.metrics.get("full") or {}) if decision else {}
-    full_suite = dict(full.get("forgetting_per_suite", {}))
-
-    def both(value: float, full_value: float | None, spec: str) -> str:
-        text = f"proxy {format(value, spec)}"
-        return text + (f"; full {format(full_value, spec)}" if full_value is not None else "; full: not applied yet")
-
+    proxy = record.checks(trial)
+    scored = full_scored(record, applied, parent)
+    full = {c.gate: c for c in check_gates(record.gates, scored, suites=record.suites)} if scored else {}
     items = []
-    bounds: dict[str, float] = {}
-    for suite, drop in per_suite.items():
-        bound = (gates.get("max_forgetting_per_suite") or {}).get(suite, gates.get("max_forgetting"))
-        if bound is not None:
-            bounds[suite] = float(bound)
-        # Judged on the full run once there is one (that is what the release decision used),
-        # on the proxy until then (a forecast).
-        worst = full_suite.get(suite, drop)
-        items.append(
-            ChecklistItem(
-                f"regression on {suite}",
-                both(drop, full_suite.get(suite), "+.3f"),
-                "-" if bound is None else f"<= {bound:g}",
-                _status(None if bound is None else worst <= bound),
-            )
-        )
-    mf = gates.get("max_forgetting")
-    worst = full.get("forgetting", proxy["forgetting"])
-    items.append(
-        ChecklistItem(
-            "aggregate forgetting",
-            both(proxy["forgetting"], full.get("forgetting"), "+.3f"),
-            "-" if mf is None else f"<= {mf:g}",
-            _status(None if mf is None else worst <= mf),
-        )
-    )
-    mg = gates.get("min_gain")
-    least = full.get("gain", proxy["gain"])
-    items.append(
-        ChecklistItem(
-            "new-task gain",
-            both(proxy["gain"], full.get("gain"), "+.3f"),
-            f">= {mg:g}" if mg is not None else "> 0",
-            _status(least >= mg if mg is not None else least > 0),
-        )
-    )
-    mc = gates.get("max_cost")
-    cost = full.get("cost", proxy.get("cost", 0.0))
-    items.append(
-        ChecklistItem(
-            "cost of the full update (TFLOP)",
-            both(proxy.get("cost", 0.0), full.get("cost"), ".3g"),
-            "-" if mc is None else f"<= {mc:g}",
-            _status(None if mc is None else cost <= mc),
-        )
-    )
-    safety = [s for s in per_suite if "safety" in s.lower()]
+    for c in proxy:
+        spec = ".3g" if c.gate == "max_cost" else "+.3f"
+        measured = f"proxy {format(c.measured, spec)}"
+        f = full.get(c.gate)
+        measured += f"; full {format(f.measured, spec)}" if f is not None else "; full: not applied yet"
+        judged = f if f is not None else c
+        unbounded = c.bound is None and c.gate != "min_gain"
+        items.append(ChecklistItem(_label(c.gate), measured, _bound(c), _status(None if unbounded else judged.passed)))
+    safety = [s for s in trial.forgetting_per_suite if "safety" in s.lower()]
     items.append(
         ChecklistItem(
             "safety suite",
@@ -179,9 +165,14 @@ def release_checklist(
             "info",
         )
     )
-    base = config.get("base_version", "?")
-    family = config.get("family", "?")
-    items.append(_inheritance(study, applied, parent, f"{family}/{base}", bounds))
+    family, base = record.family or "?", record.base_version or "?"
+    g = record.gates
+    bounds = {
+        s: b
+        for s in trial.forgetting_per_suite
+        if (b := g.max_forgetting_per_suite.get(s, g.max_forgetting)) is not None
+    }
+    items.append(_inheritance(record, applied, parent, f"{family}/{base}", bounds))
     if applied is None:
         items.append(
             ChecklistItem(
@@ -215,24 +206,27 @@ def _md(text: str) -> str:
 
 
 def write_summary(
-    study: optuna.Study, out_dir: Path, applied: VersionInfo | None = None, parent: VersionInfo | None = None
+    study: optuna.Study | StudyRecord,
+    out_dir: Path,
+    applied: VersionInfo | None = None,
+    parent: VersionInfo | None = None,
 ) -> Path:
     """`summary.md`: the selected recipe and the filled checklist, fit for a release document or PR."""
     import yaml
 
-    selection = study.user_attrs.get("selection") or {}
-    config: dict[str, Any] = study.user_attrs.get("config") or {}
-    family, base = config.get("family", "?"), config.get("base_version", "?")
-    lines = [f"# Release summary: `{_md(study.study_name)}`", ""]
+    record = as_record(study)
+    selection = record.selection or {}
+    family, base = record.family or "?", record.base_version or "?"
+    lines = [f"# Release summary: `{_md(record.name)}`", ""]
     decision = applied.decision if applied else None
     if applied is not None:
         lines += [f"**Update:** `{_md(family)}/{_md(base)}` -> `{_md(applied.ref)}`, **{applied.status}**.", ""]
     else:
         lines += [f"**Update:** from `{_md(family)}/{_md(base)}`; not applied yet (`recipe-opt apply`).", ""]
-    if "trial_number" in selection:
-        trial = study.trials[int(selection["trial_number"])]
-        recipe = Recipe.from_dict(trial.user_attrs[ATTR_RECIPE])
-        v = trial_values(trial)
+    trial = record.selected
+    if trial is not None and trial.recipe is not None:
+        recipe = trial.recipe
+        v = trial.values
         lines += [
             f"**Selected:** trial {trial.number} under `{_md(str(selection.get('policy', '')))}`: gain "
             f"{v['gain']:+.3f}, forgetting {v['forgetting']:+.3f}, cost {v.get('cost', 0.0):.3g} TFLOP (proxy).",
@@ -268,10 +262,10 @@ def write_summary(
         "| check | measured | bound | status |",
         "|---|---|---|---|",
     ]
-    for item in release_checklist(study, applied, parent):
+    for item in release_checklist(record, applied, parent):
         status = f"**{item.status}**" if item.status == "FAIL" else item.status
         lines.append(f"| {_md(item.check)} | {_md(item.measured)} | {_md(item.bound)} | {status} |")
-    front = sorted(pareto_front(study), key=lambda t: -trial_values(t)["gain"])
+    front = sorted(record.front, key=lambda t: -t.values["gain"])
     if front:
         lines += [
             "",
@@ -281,14 +275,10 @@ def write_summary(
             "|---|---|---|---|---|",
         ]
         for t in front:
-            v = trial_values(t)
-            summary = Recipe.from_dict(t.user_attrs[ATTR_RECIPE]).summary() if ATTR_RECIPE in t.user_attrs else ""
+            v = t.values
+            summary = t.summary
             lines.append(
                 f"| {t.number} | {v['gain']:+.3f} | {v['forgetting']:+.3f} | {v.get('cost', 0.0):.3g} | "
                 f"`{_md(summary)}` |"
             )
-    path = out_dir / "summary.md"
-    tmp = out_dir / "summary.md.tmp"
-    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return write_atomic(out_dir / "summary.md", "\n".join(lines) + "\n")

@@ -16,9 +16,10 @@ from typing import Any
 
 import optuna
 
+from recipe_opt._files import write_atomic
 from recipe_opt.evaluate import PRIMARY_METRIC
 from recipe_opt.lineage import LineageStore, VersionInfo
-from recipe_opt.study import is_prior, pareto_front, trial_values
+from recipe_opt.study import StudyRecord, TrialRecord
 
 __all__ = ["family_report_dir", "write_family_report"]
 
@@ -31,15 +32,12 @@ _STATUS_COLOUR = {"released": "#2ca02c", "rejected": "#d62728", "rolled-back": "
 class _Cycle:
     study_name: str
     base: str
-    study: optuna.Study | None  # None: not in this storage
+    study: StudyRecord | None  # None: not in this storage
     produced: VersionInfo | None  # the version its latest `apply` registered
 
     @property
-    def selected(self) -> optuna.trial.FrozenTrial | None:
-        if self.study is None:
-            return None
-        number = (self.study.user_attrs.get("selection") or {}).get("trial_number")
-        return None if number is None else self.study.trials[int(number)]
+    def selected(self) -> TrialRecord | None:
+        return None if self.study is None else self.study.selected
 
     @property
     def full(self) -> dict[str, float]:
@@ -62,7 +60,7 @@ def _load_cycles(store: LineageStore, storage: optuna.storages.BaseStorage, fami
     out = []
     for study_name, base, _ in store.cycles(family):
         try:
-            study: optuna.Study | None = optuna.load_study(study_name=study_name, storage=storage)
+            study: StudyRecord | None = StudyRecord.read(optuna.load_study(study_name=study_name, storage=storage))
         except KeyError:
             study = None
         out.append(_Cycle(study_name, base, study, produced.get(study_name)))
@@ -79,14 +77,12 @@ def _fronts_figure(cycles: list[_Cycle]) -> Any:
             continue
         colour = _PALETTE[i % len(_PALETTE)]
         name = e(f"{c.study_name} ({c.base} → {c.produced.name if c.produced else '?'})")
-        own = [
-            t for t in c.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)) if not is_prior(t)
-        ]
+        own = c.study.complete
         if own:
             fig.add_trace(
                 go.Scatter(
-                    x=[trial_values(t)["gain"] for t in own],
-                    y=[trial_values(t)["forgetting"] for t in own],
+                    x=[t.values["gain"] for t in own],
+                    y=[t.values["forgetting"] for t in own],
                     mode="markers",
                     name=f"{name}: all trials",
                     legendgroup=name,
@@ -96,27 +92,24 @@ def _fronts_figure(cycles: list[_Cycle]) -> Any:
                     hovertemplate="%{text}<br>gain %{x:+.3f} · forgetting %{y:+.3f}<extra></extra>",
                 )
             )
-        front = sorted(pareto_front(c.study), key=lambda t: trial_values(t)["gain"])
+        front = sorted(c.study.front, key=lambda t: t.values["gain"])
         if front:
             fig.add_trace(
                 go.Scatter(
-                    x=[trial_values(t)["gain"] for t in front],
-                    y=[trial_values(t)["forgetting"] for t in front],
+                    x=[t.values["gain"] for t in front],
+                    y=[t.values["forgetting"] for t in front],
                     mode="lines+markers",
                     name=f"{name}: feasible front",
                     legendgroup=name,
                     line={"color": colour, "width": 2, "shape": "hv"},
                     marker={"color": colour, "size": 9},
-                    text=[
-                        f"{e(c.study_name)} trial {t.number}<br>{e(str(t.user_attrs.get('summary', '')))}"
-                        for t in front
-                    ],
+                    text=[f"{e(c.study_name)} trial {t.number}<br>{e(t.summary)}" for t in front],
                     hovertemplate="%{text}<br>gain %{x:+.3f} · forgetting %{y:+.3f}<extra></extra>",
                 )
             )
         sel = c.selected
         if sel is not None:
-            v = trial_values(sel)
+            v = sel.values
             xs, ys, labels = [v["gain"]], [v["forgetting"]], [f"selected: trial {sel.number} (proxy)"]
             if "gain" in c.full and "forgetting" in c.full:
                 # The same recipe at full fidelity (`apply`): the dotted segment is the proxy's error.
@@ -307,9 +300,9 @@ def _cycles_table(cycles: list[_Cycle]) -> str:
             rows.append(f"<tr><td>{e(c.study_name)}</td><td colspan=7><i>study not in this storage</i></td></tr>")
             continue
         # Trials this cycle ran (warm-start recipes still queued and prior observations don't count).
-        n = sum(1 for t in c.study.get_trials(deepcopy=False) if t.state.is_finished() and not is_prior(t))
+        n = sum(1 for t in c.study.trials if t.finished and not t.prior)
         sel = c.selected
-        v = trial_values(sel) if sel is not None else {}
+        v = sel.values if sel is not None else {}
 
         full = c.full
 
@@ -326,7 +319,7 @@ def _cycles_table(cycles: list[_Cycle]) -> str:
             f"<td>{n}</td>"
             f"<td>{'' if sel is None else sel.number}</td>"
             f"<td>{pair('gain')}</td><td>{pair('forgetting')}</td>"
-            f"<td><code>{e(str(sel.user_attrs.get('summary', ''))) if sel is not None else ''}</code></td>"
+            f"<td><code>{e(sel.summary) if sel is not None else ''}</code></td>"
             "</tr>"
         )
     return f'<table id="cycles">{head}{"".join(rows)}</table>'
@@ -407,8 +400,4 @@ def write_family_report(store: LineageStore, storage_url: str, family: str, out_
 {"".join(sections)}
 </body></html>
 """
-    path = out / "index.html"
-    tmp = out / "index.html.tmp"
-    tmp.write_text(doc, encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return write_atomic(out / "index.html", doc)

@@ -15,7 +15,8 @@ from typing import Any
 
 import optuna
 
-from recipe_opt.study import ATTR_BASE_EVAL, ATTR_METRICS, is_feasible, is_prior, trial_values
+from recipe_opt.registry import OBJECTIVES
+from recipe_opt.study import StudyRecord
 
 __all__ = [
     "front_3d",
@@ -26,22 +27,14 @@ __all__ = [
     "slices",
 ]
 
-OBJECTIVE_LABELS = {"gain": "gain ↑", "forgetting": "forgetting ↓", "cost": "cost TFLOP ↓"}
 # Parameters whose slices a reviewer asks about first, each against the objective it moves.
 KEY_SLICES = (("replay_ratio", "forgetting"), ("lora_rank", "cost"), ("peak_lr", "gain"), ("steps", "cost"))
 
 
-def _own_complete(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
-    return [
-        t
-        for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-        if not is_prior(t) and t.user_attrs.get(ATTR_METRICS)
-    ]
-
-
-def _view(study: optuna.Study) -> optuna.Study:
+def _view(record: StudyRecord) -> optuna.Study:
     """An in-memory copy of the study without prior observations, for Optuna's plot functions."""
-    own = _own_complete(study)
+    own = [t.trial for t in record.complete]
+    study = record.study
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "new study created in memory" line
     try:
@@ -52,35 +45,31 @@ def _view(study: optuna.Study) -> optuna.Study:
     return copy
 
 
-def _objectives(study: optuna.Study) -> list[str]:
-    return list(study.user_attrs.get("objectives") or ["gain", "forgetting", "cost"][: len(study.directions)])
-
-
-def _target(study: optuna.Study, name: str, *, minimised: bool = False) -> Callable[[optuna.trial.FrozenTrial], float]:
+def _target(record: StudyRecord, name: str, *, minimised: bool = False) -> Callable[[optuna.trial.FrozenTrial], float]:
     """The objective's value; `minimised` flips maximised ones (importance evaluators look for low values)."""
-    index = _objectives(study).index(name)
-    sign = -1.0 if minimised and study.directions[index] == optuna.study.StudyDirection.MAXIMIZE else 1.0
+    index = record.objectives.index(name)
+    sign = -1.0 if minimised and OBJECTIVES[name].maximize else 1.0
     return lambda t: sign * float(t.values[index])
 
 
-def front_3d(study: optuna.Study, selected: int | None) -> Any:
+def front_3d(record: StudyRecord, selected: int | None) -> Any:
     import plotly.graph_objects as go
 
-    trials = _own_complete(study)
-    if len(trials) < 2 or "cost" not in _objectives(study):
+    trials = record.complete
+    if len(trials) < 2 or "cost" not in record.objectives:
         return None
     fig = go.Figure()
     for name, keep, colour in (
         ("passes every gate", True, "#1f77b4"),
         ("fails a gate", False, "#bbbbbb"),
     ):
-        pts = [t for t in trials if is_feasible(t) == keep]
+        pts = [t for t in trials if record.feasible(t) == keep]
         if pts:
             fig.add_trace(
                 go.Scatter3d(
-                    x=[trial_values(t)["gain"] for t in pts],
-                    y=[trial_values(t)["forgetting"] for t in pts],
-                    z=[trial_values(t)["cost"] for t in pts],
+                    x=[t.values["gain"] for t in pts],
+                    y=[t.values["forgetting"] for t in pts],
+                    z=[t.values["cost"] for t in pts],
                     mode="markers",
                     name=name,
                     marker={"size": 5, "color": colour},
@@ -90,7 +79,7 @@ def front_3d(study: optuna.Study, selected: int | None) -> Any:
             )
     sel = [t for t in trials if t.number == selected]
     if sel:
-        v = trial_values(sel[0])
+        v = sel[0].values
         fig.add_trace(
             go.Scatter3d(
                 x=[v["gain"]],
@@ -110,18 +99,18 @@ def front_3d(study: optuna.Study, selected: int | None) -> Any:
     return fig
 
 
-def history(study: optuna.Study) -> Any:
+def history(record: StudyRecord) -> Any:
     """Hypervolume of the feasible trials so far, and the best in-gate gain so far, per trial."""
     import numpy as np
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    trials = _own_complete(study)
+    trials = record.complete
     if len(trials) < 2:
         return None
-    names = _objectives(study)
-    signs = [-1.0 if d == optuna.study.StudyDirection.MAXIMIZE else 1.0 for d in study.directions]
-    points = np.array([[s * v for s, v in zip(signs, t.values, strict=True)] for t in trials])
+    names = record.objectives
+    signs = [-1.0 if OBJECTIVES[o].maximize else 1.0 for o in names]
+    points = np.array([[s * t.values[o] for s, o in zip(signs, names, strict=True)] for t in trials])
     # Reference point: 10% of each objective's range beyond its worst value (all minimised here).
     span = np.maximum(points.max(axis=0) - points.min(axis=0), 1e-9)
     reference = points.max(axis=0) + 0.1 * span
@@ -129,9 +118,9 @@ def history(study: optuna.Study) -> Any:
     feasible: list[list[float]] = []
     best_gain: float | None = None
     for t, p in zip(trials, points, strict=True):
-        if is_feasible(t):
+        if record.feasible(t):
             feasible.append(list(p))
-            best_gain = trial_values(t)["gain"] if best_gain is None else max(best_gain, trial_values(t)["gain"])
+            best_gain = t.values["gain"] if best_gain is None else max(best_gain, t.values["gain"])
         xs.append(t.number)
         hv.append(_hypervolume(np.array(feasible), reference) if feasible else 0.0)
         best.append(best_gain)
@@ -168,22 +157,22 @@ def _hypervolume(points: Any, reference: Any) -> float:
     return float(compute_hypervolume(inside, reference)) if len(inside) else 0.0
 
 
-def importances(study: optuna.Study) -> list[tuple[str, Any]]:
+def importances(record: StudyRecord) -> list[tuple[str, Any]]:
     """Importance of each parameter per objective, by Optuna's default evaluator (PED-ANOVA in
     Optuna 5: which parameter values the best trials share)."""
-    view = _view(study)
+    view = _view(record)
     if len(view.trials) < 4:
         return []
     out = []
-    for name in _objectives(study):
+    for name in record.objectives:
         try:
             with warnings.catch_warnings():
                 # The evaluator warns that it ranks for low target values: the target is oriented so.
                 warnings.filterwarnings("ignore", message=".*computes the importances of params to achieve low.*")
                 fig = optuna.visualization.plot_param_importances(
                     view,
-                    target=_target(study, name, minimised=True),
-                    target_name=OBJECTIVE_LABELS.get(name, name),
+                    target=_target(record, name, minimised=True),
+                    target_name=OBJECTIVES[name].label,
                 )
         except (ValueError, RuntimeError):  # e.g. every parameter fixed
             continue
@@ -192,36 +181,36 @@ def importances(study: optuna.Study) -> list[tuple[str, Any]]:
     return out
 
 
-def slices(study: optuna.Study) -> list[tuple[str, Any]]:
-    view = _view(study)
+def slices(record: StudyRecord) -> list[tuple[str, Any]]:
+    view = _view(record)
     if len(view.trials) < 2:
         return []
     searched = {p for t in view.trials for p in t.params}
     out = []
     for param, objective in KEY_SLICES:
-        if param not in searched or objective not in _objectives(study):
+        if param not in searched or objective not in record.objectives:
             continue
         fig = optuna.visualization.plot_slice(
-            view, params=[param], target=_target(study, objective), target_name=OBJECTIVE_LABELS[objective]
+            view, params=[param], target=_target(record, objective), target_name=OBJECTIVES[objective].label
         )
         fig.update_layout(title=f"{param} vs {objective}", height=360, template="plotly_white")
         out.append((f"{param}-{objective}", fig))
     return out
 
 
-def parallel_coordinates(study: optuna.Study) -> Any:
-    view = _view(study)
+def parallel_coordinates(record: StudyRecord) -> Any:
+    view = _view(record)
     if len(view.trials) < 2:
         return None
     fig = optuna.visualization.plot_parallel_coordinate(
-        view, target=_target(study, "gain"), target_name=OBJECTIVE_LABELS["gain"]
+        view, target=_target(record, "gain"), target_name=OBJECTIVES["gain"].label
     )
     fig.update_layout(title="Every complete trial's parameters, coloured by gain", height=480, template="plotly_white")
     return fig
 
 
 def retention_bars(
-    study: optuna.Study,
+    record: StudyRecord,
     selected: int | None,
     full_after: dict[str, float] | None,
     previous: tuple[str, dict[str, float]] | None = None,
@@ -231,14 +220,14 @@ def retention_bars(
     has them."""
     import plotly.graph_objects as go
 
-    base = (study.user_attrs.get(ATTR_BASE_EVAL) or {}).get("suites", {})
-    chosen = [t for t in study.trials if t.number == selected]
+    base = dict(record.base.suites) if record.base is not None else {}
+    chosen = [t for t in record.trials if t.number == selected]
     if not base or not chosen:
         return None
-    after = (chosen[0].user_attrs.get(ATTR_METRICS) or {}).get("suites_after", {})
+    after = chosen[0].metrics.get("suites_after", {})
     suites = list(base)
     labels = [html.escape(s) for s in suites]  # plotly renders its own HTML subset in category labels
-    base_name = (study.user_attrs.get("config") or {}).get("base_version", "base")
+    base_name = record.base_version or "base"
     fig = go.Figure()
     fig.add_trace(
         go.Bar(name=f"{html.escape(str(base_name))}: base, this cycle", x=labels, y=[base[s] for s in suites])

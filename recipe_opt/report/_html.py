@@ -13,21 +13,11 @@ from typing import Any
 
 import optuna
 
+from recipe_opt._files import write_atomic
 from recipe_opt.lineage import VersionInfo
 from recipe_opt.recipe import Recipe
-from recipe_opt.report._checklist import release_checklist, release_suite_scores, study_suites, write_summary
-from recipe_opt.study import (
-    ATTR_BASE_EVAL,
-    ATTR_METRICS,
-    ATTR_ORIGIN,
-    ATTR_RECIPE,
-    ATTR_WORKER,
-    failure_reason,
-    is_feasible,
-    is_prior,
-    pareto_front,
-    trial_values,
-)
+from recipe_opt.report._checklist import release_checklist, release_suite_scores, write_summary
+from recipe_opt.study import StudyRecord
 
 __all__ = ["recipe_hover", "write_report"]
 
@@ -49,20 +39,14 @@ def recipe_hover(recipe: Recipe) -> str:
     return "<br>".join(lines)
 
 
-def _pareto_figure(study: optuna.Study, selected: int | None) -> Any:
+def _pareto_figure(record: StudyRecord, selected: int | None) -> Any:
     import plotly.graph_objects as go
 
     # Prior observations (warm start) were measured in another cycle: not points of this front.
-    complete = [
-        t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)) if not is_prior(t)
-    ]
-    front = {t.number for t in pareto_front(study)} if complete else set()
-    rows = []
-    for t in complete:
-        v = trial_values(t)
-        r = Recipe.from_dict(t.user_attrs[ATTR_RECIPE])
-        rows.append((t.number, v, r))
-    feasible = {t.number for t in complete if is_feasible(t)}
+    complete = record.complete
+    front = {t.number for t in record.front}
+    rows = [(t.number, t.values, t.recipe) for t in complete if t.recipe is not None]
+    feasible = {t.number for t in complete if record.feasible(t)}
     fig = go.Figure()
     if not rows:
         fig.add_annotation(text="no complete trials yet", showarrow=False, font={"size": 18})
@@ -127,7 +111,7 @@ def _pareto_figure(study: optuna.Study, selected: int | None) -> Any:
                 hovertemplate="%{text}<extra></extra>",
             )
         )
-    budget = (study.user_attrs.get("config") or {}).get("gates", {}).get("max_forgetting")
+    budget = record.gates.max_forgetting
     if budget is not None:
         fig.add_hline(
             y=budget,
@@ -150,34 +134,30 @@ def _fmt(value: float | None, spec: str) -> str:
     return "" if value is None else format(value, spec)
 
 
-def _table(study: optuna.Study) -> str:
+def _table(record: StudyRecord) -> str:
     e = html.escape
     head = (
         "<tr><th>trial</th><th>state</th><th>gain</th><th>forgetting</th><th>cost (TFLOP)</th>"
         "<th>train s</th><th>recipe</th><th>note</th></tr>"
     )
     rows = []
-    for t in study.get_trials(deepcopy=False):
-        v = trial_values(t)
-        train = (t.user_attrs.get(ATTR_METRICS) or {}).get("train", {})
-        summary = t.user_attrs.get("summary")
-        if summary is None and ATTR_RECIPE in t.user_attrs:
-            summary = Recipe.from_dict(t.user_attrs[ATTR_RECIPE]).summary()
+    for t in record.trials:
+        v = t.values
+        train = t.metrics.get("train", {})
         # Where the trial came from (warm start, prior observation, a lost worker's retry), why it
         # failed if it did, and which worker ran it when several did.
-        retry_of = t.system_attrs.get("failed_trial")
-        worker = (t.user_attrs.get(ATTR_WORKER) or {}).get("id")
         parts = (
-            t.user_attrs.get(ATTR_ORIGIN),
-            None if retry_of is None else f"retry of trial {retry_of}",
-            failure_reason(t),
-            None if worker in (None, "main") else f"worker {worker}",
+            t.origin,
+            None if t.retry_of is None else f"retry of trial {t.retry_of}",
+            t.failure,
+            None if t.worker in (None, "main") else f"worker {t.worker}",
         )
         note = "; ".join(str(n) for n in parts if n)
-        state = "QUEUED" if t.state == optuna.trial.TrialState.WAITING else t.state.name
+        summary = t.summary
+        state = "QUEUED" if t.state == "WAITING" else t.state
         cells = [
             str(t.number),
-            e(state + (" (prior)" if is_prior(t) else "")),
+            e(state + (" (prior)" if t.prior else "")),
             _fmt(v.get("gain"), "+.3f"),
             _fmt(v.get("forgetting"), "+.3f"),
             _fmt(v.get("cost"), ".3g"),
@@ -231,13 +211,11 @@ def write_plotly_js(out: Path) -> None:
     js = get_plotlyjs()
     target = out / "plotly.min.js"
     if not target.is_file() or target.stat().st_size != len(js.encode()):
-        tmp = out / "plotly.min.js.tmp"
-        tmp.write_text(js, encoding="utf-8")
-        tmp.replace(target)
+        write_atomic(target, js)
 
 
 def _figure_sections(
-    study: optuna.Study, selected: int | None, applied: VersionInfo | None, parent: VersionInfo | None
+    record: StudyRecord, selected: int | None, applied: VersionInfo | None, parent: VersionInfo | None
 ) -> str:
     """Every further view, as HTML sections; plotly.js is loaded once, by the Pareto plot."""
     import plotly.io as pio
@@ -253,23 +231,23 @@ def _figure_sections(
     decision = applied.decision if applied else None
     full_after = ((decision.metrics.get("full") or {}).get("suites_after") if decision else None) or None
     parts = ["<h2>Per-suite retention</h2>"]
-    at_release = release_suite_scores(parent, study_suites(study)) if parent is not None else {}
+    at_release = release_suite_scores(parent, record.suite_tasks()) if parent is not None else {}
     bars = f.retention_bars(
-        study, selected, full_after, previous=(parent.name, at_release) if parent is not None and at_release else None
+        record, selected, full_after, previous=(parent.name, at_release) if parent is not None and at_release else None
     )
     parts.append(div(bars, "retention") if bars is not None else missing("per-suite retention"))
     parts.append("<h2>Search progress</h2>")
-    hist = f.history(study)
+    hist = f.history(record)
     parts.append(div(hist, "history") if hist is not None else missing("hypervolume history"))
     parts.append("<h2>All objectives in 3-D</h2>")
-    cube = f.front_3d(study, selected)
+    cube = f.front_3d(record, selected)
     parts.append(div(cube, "front-3d") if cube is not None else missing("3-D view"))
     parts.append("<h2>Which parameters matter</h2>")
-    imps = f.importances(study)
+    imps = f.importances(record)
     parts.extend(div(fig, f"importance-{name}") for name, fig in imps)
     if not imps:
         parts.append(missing("parameter importance (needs 4)"))
-    cuts = f.slices(study)
+    cuts = f.slices(record)
     if cuts:
         parts.append(
             "<p>Slices: one dot per trial of this cycle; grey dots fail a gate, the others are shaded by trial "
@@ -277,18 +255,18 @@ def _figure_sections(
         )
     parts.extend(div(fig, f"slice-{key}") for key, fig in cuts)
     parts.append("<h2>All trials, parameter by parameter</h2>")
-    par = f.parallel_coordinates(study)
+    par = f.parallel_coordinates(record)
     parts.append(div(par, "parallel") if par is not None else missing("parallel coordinates"))
     return "\n".join(parts)
 
 
-def _checklist_html(study: optuna.Study, applied: VersionInfo | None, parent: VersionInfo | None) -> str:
+def _checklist_html(record: StudyRecord, applied: VersionInfo | None, parent: VersionInfo | None) -> str:
     e = html.escape
     colour = {"pass": "#2ca02c", "FAIL": "#d62728", "pending": "#ff7f0e", "info": "#555"}
     rows = "".join(
         f"<tr><td>{e(i.check)}</td><td>{e(i.measured)}</td><td>{e(i.bound)}</td>"
         f'<td style="color:{colour.get(i.status, "#555")}"><b>{e(i.status)}</b></td></tr>'
-        for i in release_checklist(study, applied, parent)
+        for i in release_checklist(record, applied, parent)
     )
     return (
         '<h2 id="release-checklist">Release checklist</h2>'
@@ -308,25 +286,25 @@ def write_report(study: optuna.Study, out_dir: str | Path, *, storage_url: str |
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     e = html.escape
+    record = StudyRecord.read(study)
     applied = parent = None
     if storage_url is not None:
         from recipe_opt.lineage import LineageStore
 
-        config = study.user_attrs.get("config") or {}
         with LineageStore(storage_url) as store:
-            applied = store.applied_version(study.study_name)
-            if config.get("family") and config.get("base_version"):
-                versions = store.list_versions_or_empty(str(config["family"]))
-                parent = next((v for v in versions if v.name == config["base_version"]), None)
-    selection = study.user_attrs.get("selection") or {}
+            applied = store.applied_version(record.name)
+            if record.family and record.base_version:
+                versions = store.list_versions_or_empty(record.family)
+                parent = next((v for v in versions if v.name == record.base_version), None)
+    selection = record.selection or {}
     selected = selection.get("trial_number")
-    fig = _pareto_figure(study, selected)
+    fig = _pareto_figure(record, selected)
     # "directory" makes the page load plotly.min.js from beside it; `to_html` does not write that
     # file (only `write_html` does), so it is written here, once per report directory.
     plot = pio.to_html(fig, include_plotlyjs="directory", full_html=False, div_id="pareto-front")
     write_plotly_js(out)
-    figures = _figure_sections(study, selected, applied, parent)
-    base = study.user_attrs.get(ATTR_BASE_EVAL, {}).get("suites", {})
+    figures = _figure_sections(record, selected, applied, parent)
+    base = dict(record.base.suites) if record.base is not None else {}
     base_rows = "".join(f"<tr><td>{e(k)}</td><td>{v:.3f}</td></tr>" for k, v in base.items())
     sel_html = ""
     if selection and selected is not None:
@@ -338,32 +316,29 @@ def write_report(study: optuna.Study, out_dir: str | Path, *, storage_url: str |
             f"(hash <code>{e(str(selection.get('recipe_hash', ''))[:12])}</code>)</p>"
         )
     counts: dict[str, int] = {}
-    for t in study.get_trials(deepcopy=False):
-        state = "prior observations" if is_prior(t) else t.state.name.lower()
+    for t in record.trials:
+        state = "prior observations" if t.prior else t.state.lower()
         counts[state] = counts.get(state, 0) + 1
     # "waiting" trials are recipes enqueued (warm start, initial design) that the budget did not reach.
     trial_line = ", ".join(f"{n} {'queued' if k == 'waiting' else k}" for k, n in sorted(counts.items()))
     doc = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
-<title>recipe-opt report: {e(study.study_name)}</title>
+<title>recipe-opt report: {e(record.name)}</title>
 <style>{PAGE_STYLE}</style></head><body>
-<h1>recipe-opt study <code>{e(study.study_name)}</code></h1>
-<p>Trials: {e(trial_line or "none yet")}. Objectives: {e(", ".join(study.user_attrs.get("objectives", [])))}.</p>
+<h1>recipe-opt study <code>{e(record.name)}</code></h1>
+<p>Trials: {e(trial_line or "none yet")}. Objectives: {e(", ".join(record.objectives))}.</p>
 {sel_html}
-{_checklist_html(study, applied, parent)}
+{_checklist_html(record, applied, parent)}
 {plot}
 {figures}
 <h2>Base model scores (before the update)</h2>
 <table><tr><th>suite</th><th>score</th></tr>{base_rows}</table>
 <h2>All trials</h2>
 <p>Click a column header to sort.</p>
-{_table(study)}
+{_table(record)}
 {_SORT_JS}
 </body></html>
 """
-    path = out / "index.html"
-    tmp = out / "index.html.tmp"
-    tmp.write_text(doc, encoding="utf-8")
-    tmp.replace(path)
-    write_summary(study, out, applied, parent)
+    path = write_atomic(out / "index.html", doc)
+    write_summary(record, out, applied, parent)
     return path
