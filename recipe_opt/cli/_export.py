@@ -10,8 +10,9 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.markup import escape
 
-from recipe_opt.cli._app import _fail, app, console, err
-from recipe_opt.exceptions import ConfigError, RecipeOptError
+from recipe_opt.cli._app import app, console, err
+from recipe_opt.exceptions import ConfigError
+from recipe_opt.export import format_names_text
 
 if TYPE_CHECKING:
     from recipe_opt.config import StudyConfig
@@ -47,16 +48,14 @@ def _read_recipe(path: Path) -> tuple[Recipe, StudyConfig | None]:
         raise ConfigError.single(str(recipe_path), "", str(exc)) from None
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    """Write via `<path>.tmp` and a rename: a reader never sees half a file, a failure leaves none."""
-    tmp = path.with_name(path.name + ".tmp")
+def _write(path: Path, text: str) -> None:
+    """Atomically: a reader never sees half a file, a failure leaves none."""
+    from recipe_opt._files import write_atomic
+
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)
+        write_atomic(path, text)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise _fail(ConfigError.single("--out", "", f"cannot write {path}: {exc.strerror or exc}")) from None
+        raise ConfigError.single("--out", "", f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 @app.command()
@@ -70,7 +69,7 @@ def export(
     ],
     fmt: Annotated[
         str,
-        typer.Option("--format", "-f", help="hf-trainer, llama-factory, axolotl or json.", show_default=False),
+        typer.Option("--format", "-f", help=f"{format_names_text()}.", show_default=False),
     ],
     study: Annotated[
         Path | None,
@@ -95,19 +94,16 @@ def export(
     from recipe_opt.config import load_study_config
     from recipe_opt.export import check_format, export_recipe
 
-    try:
-        fmt = check_format(fmt)
-        loaded, implied = _read_recipe(recipe)
-        cfg = implied
-        if study is not None:
-            if implied is not None and Path(study).resolve() != recipe.resolve():
-                raise ConfigError.single(
-                    "--study", "", f"{recipe} is a study config already; pass its recipe.yaml to use {study}'s paths"
-                )
-            cfg = load_study_config(study, check_paths=False)
-        result = export_recipe(loaded, fmt, study=cfg)
-    except RecipeOptError as exc:
-        raise _fail(exc) from None
+    fmt = check_format(fmt)
+    loaded, implied = _read_recipe(recipe)
+    cfg = implied
+    if study is not None:
+        if implied is not None and Path(study).resolve() != recipe.resolve():
+            raise ConfigError.single(
+                "--study", "", f"{recipe} is a study config already; pass its recipe.yaml to use {study}'s paths"
+            )
+        cfg = load_study_config(study, check_paths=False)
+    result = export_recipe(loaded, fmt, study=cfg)
     for warning in result.warnings:
         err.print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True)
     if out is None:
@@ -115,5 +111,5 @@ def export(
         return
     target = Path(out)
     path = target / result.suggested_name if out.endswith(("/", "\\")) or target.is_dir() else target
-    _write_atomically(path, result.text)
+    _write(path, result.text)
     console.print(f"wrote {escape(str(path))} ({result.format}, recipe {loaded.short_hash})")

@@ -15,16 +15,18 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from recipe_opt.config import STORAGE_ENV
 
 if TYPE_CHECKING:
     import optuna
 
     from recipe_opt.config import StudyConfig
+    from recipe_opt.study import Reporter
 
 __all__ = ["assign_devices", "run_local_workers", "visible_devices"]
 
-STORAGE_ENV = "RECIPE_OPT_STORAGE"
 # After Ctrl-C the workers get this long to fail and re-queue their running trials.
 _STOP_GRACE_S = 30.0
 
@@ -63,23 +65,14 @@ def run_local_workers(
     n_workers: int,
     devices: list[str],
     passthrough: list[str],
-    reporter: Any,
+    reporter: Reporter,
 ) -> int | None:
     """Run N workers on the prepared `study` until they all stop; show its trials meanwhile.
 
     Returns None when the study's budget was reached (or the workers stopped as asked), or the
     exit status to leave with when the workers could not finish it.
     """
-    from recipe_opt.recipe import Recipe
-    from recipe_opt.study import (
-        ATTR_BUDGET,
-        ATTR_RECIPE,
-        ATTR_WORKER,
-        TrialSummary,
-        count_trials,
-        failure_reason,
-        trial_values,
-    )
+    from recipe_opt.study import ATTR_BUDGET, StudyRecord, TrialSummary, count_trials
 
     log_dir = cfg.output_path / "workers"
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -108,25 +101,13 @@ def run_local_workers(
     }  # a resumed study's earlier trials are not news
 
     def show_new() -> None:
-        for t in study.get_trials(deepcopy=False):
-            if t.number in shown or not t.state.is_finished():
+        for t in StudyRecord.read(study).trials:
+            if t.number in shown or not t.finished:
                 continue
             shown.add(t.number)
-            start, end = t.datetime_start, t.datetime_complete
-            seconds = (end - start).total_seconds() if start and end else 0.0
-            recipe = Recipe.from_dict(t.user_attrs[ATTR_RECIPE]) if ATTR_RECIPE in t.user_attrs else None
-            worker = (t.user_attrs.get(ATTR_WORKER) or {}).get("id")
-            reporter.trial_finished(
-                TrialSummary(
-                    t.number,
-                    t.state.name,
-                    trial_values(t) if t.state.name == "COMPLETE" else {},
-                    recipe,
-                    seconds,
-                    failure_reason(t),
-                    worker=worker,
-                )
-            )
+            reason = None if t.failure is None else str(t.failure)
+            summary = TrialSummary(t.number, t.state, t.values, t.recipe, t.seconds or 0.0, reason, worker=t.worker)
+            reporter.trial_finished(summary)
 
     try:
         while any(p.poll() is None for _, p, _ in procs):
