@@ -8,8 +8,8 @@ import pytest
 from recipe_opt.config import GatesConfig, load_study_config
 from recipe_opt.exceptions import StudyError
 from recipe_opt.recipe import Adapter, Budget, Mixture, Recipe, Replay, Schedule
-from recipe_opt.study import create_sampler, gate_values, policy_scores, select_recipe
-from recipe_opt.study._runner import _dominates
+from recipe_opt.study import Scored, create_sampler, gate_values, policy_scores, select_recipe
+from recipe_opt.study._records import dominates
 from tests.conftest import REPO
 
 
@@ -48,12 +48,23 @@ def study_of(points: list[tuple[float, float, float]], gates: GatesConfig) -> op
 
 
 def test_gate_values_are_measured_minus_bound() -> None:
+    # The release's gates (one definition since 0.3): every retention suite is bounded, by its own
+    # bound or else by max_forgetting, and an unset min_gain still asks for a positive gain.
     gates = GatesConfig(max_forgetting=0.05, max_forgetting_per_suite={"knowledge": 0.1}, min_gain=0.2, max_cost=1.0)
-    v = gate_values({"gain": 0.5, "forgetting": 0.08, "cost": 0.4}, {"knowledge": 0.02}, gates)
+    v = gate_values({"gain": 0.5, "forgetting": 0.08, "cost": 0.4}, {"knowledge": 0.02, "strings": 0.07}, gates)
     assert v == pytest.approx(
-        {"max_forgetting": 0.03, "max_forgetting:knowledge": -0.08, "min_gain": -0.3, "max_cost": -0.6}
+        {
+            "max_forgetting": 0.03,
+            "regression:knowledge": -0.08,
+            "regression:strings": 0.02,
+            "min_gain": -0.3,
+            "max_cost": -0.6,
+        }
     )
-    assert gate_values({"gain": 0.1, "forgetting": 0.0, "cost": 0.0}, {}, GatesConfig(max_forgetting=None)) == {}
+    open_gates = GatesConfig(max_forgetting=None, max_new_task_drop=None)
+    assert gate_values({"gain": 0.1, "forgetting": 0.0, "cost": 0.0}, {}, open_gates) == pytest.approx(
+        {"min_gain": 1e-9 - 0.1}
+    )
 
 
 # (gain, forgetting, cost): 0 forgets too much, 1 gains most within gates, 2 is cheap, 3 balanced,
@@ -110,7 +121,11 @@ def test_reruns_decide_on_means_and_report_spread() -> None:
         per_suite = dict.fromkeys(("arithmetic", "strings", "knowledge"), forgetting)
         return {"gain": 0.6, "forgetting": forgetting, "cost": 0.5}, per_suite
 
-    sel = select_recipe(study, cfg(gates=GATES), policy="gain-within-gates", rerun=rerun, reruns=2, top_k=2)
+    class Rerunner:
+        def rerun(self, r: Recipe, seed: int, base: object) -> Scored:
+            return Scored(*rerun(r, seed))
+
+    sel = select_recipe(study, cfg(gates=GATES), policy="gain-within-gates", rerunner=Rerunner(), reruns=2, top_k=2)
     assert sorted(calls) == [(101, 1), (101, 2), (103, 1), (103, 2)]  # top 2 candidates, seeds 1 and 2
     assert sel.trial_number == 3  # trial 1's mean forgetting (0.093) fails the gate
     rows = {row["trial"]: row for row in sel.reruns["candidates"]}  # type: ignore[index]
@@ -121,10 +136,14 @@ def test_reruns_decide_on_means_and_report_spread() -> None:
 
 
 def test_dominance() -> None:
-    d = ["maximize", "minimize"]
-    assert _dominates([0.5, 0.1], [0.4, 0.1], d)  # type: ignore[arg-type]
-    assert not _dominates([0.5, 0.1], [0.5, 0.1], d)  # type: ignore[arg-type]
-    assert not _dominates([0.6, 0.2], [0.5, 0.1], d)  # type: ignore[arg-type]
+    o = ["gain", "forgetting"]
+
+    def v(gain: float, forgetting: float) -> dict[str, float]:
+        return {"gain": gain, "forgetting": forgetting}
+
+    assert dominates(v(0.5, 0.1), v(0.4, 0.1), o)
+    assert not dominates(v(0.5, 0.1), v(0.5, 0.1), o)
+    assert not dominates(v(0.6, 0.2), v(0.5, 0.1), o)
 
 
 @pytest.mark.parametrize("name", ["tpe", "gp", "nsga2", "random", "qmc"])
