@@ -187,8 +187,10 @@ class StudyRecord:
         evaluation = config.get("evaluation") or {}
         selection = a.get(ATTR_SELECTION) or None
         if gates is None:
-            recorded = (selection or {}).get("gates") or config.get("gates")
-            gates = GatesConfig.model_validate(recorded) if recorded is not None else NO_GATES
+            # A stored config holds every gate; a bound it lacks (a study written before that gate
+            # existed, or by hand) was not set, rather than at today's default.
+            recorded = (selection or {}).get("gates") or config.get("gates") or {}
+            gates = GatesConfig.model_validate({**NO_GATES.model_dump(), **recorded})
         base = Evaluation.from_dict(a[ATTR_BASE_EVAL]) if a.get(ATTR_BASE_EVAL) else None
         new_tasks = tuple((evaluation.get("new_task") or {}).get("tasks") or ())
         objectives = list(a.get(ATTR_OBJECTIVES) or OBJECTIVES.names()[: len(study.directions)])
