@@ -176,6 +176,7 @@ def apply_selected(
             raise StudyError(f"version {cfg.family}/{name} already exists in the lineage: pass another `--version`")
 
         setup = runner.setup
+        runner.hold_database("apply")
         phase(f"scoring the parent {cfg.base_version} on every suite, every item")
         evaluator = setup.make_evaluator(cfg.evaluation.backend, None)
         parent_eval = evaluator.evaluate(setup.base.model)
@@ -220,6 +221,7 @@ def apply_selected(
             shutil.rmtree(out, ignore_errors=True)  # no row, no directory
             raise
     finally:
+        runner.close()
         if own_store:
             store.close()
     return ApplyResult(info, released, checks, reasons, proxy, full, out, time.perf_counter() - start)

@@ -12,6 +12,7 @@ Control flows down: the runner reports progress to a `Reporter` and calls nothin
 
 from __future__ import annotations
 
+import contextlib
 import gc
 from dataclasses import dataclass, replace
 from typing import Any
@@ -19,15 +20,17 @@ from typing import Any
 import optuna
 from optuna.storages import RDBStorage
 
+from recipe_opt._files import unwritable
 from recipe_opt.config import StudyConfig
 from recipe_opt.evaluate import Evaluation
-from recipe_opt.exceptions import RecipeOptError, StudyError, first_line
+from recipe_opt.exceptions import ConfigError, RecipeOptError, StudyError, first_line
 from recipe_opt.recipe import Recipe
 from recipe_opt.registry import SAMPLERS
 from recipe_opt.space import SearchSpace
 from recipe_opt.study._attrs import ATTR_BASE_CHECKSUM, ATTR_BASE_EVAL, ATTR_BUDGET, ATTR_DATA, ATTR_ORIGIN
 from recipe_opt.study._base import resolve_base_model, resolve_space
 from recipe_opt.study._gates import Scored
+from recipe_opt.study._lock import exclusive_study
 from recipe_opt.study._objective import Measurement, Objective
 from recipe_opt.study._progress import Reporter, SilentReporter
 from recipe_opt.study._records import StudyRecord
@@ -86,6 +89,7 @@ class StudyRunner:
         # interrupted run, are not): the command line's exit status counts only this run's failures.
         self.first_new_trial = 0
         self._setup: Setup | None = None
+        self._held: contextlib.ExitStack | None = None  # the SQLite database's lock while this runner writes it
 
     # ---- what is built once per process ----------------------------------------------------------
     @property
@@ -220,13 +224,21 @@ class StudyRunner:
         """
         cfg = self.cfg
         self.build()
+        # The end of the search writes the recipe and the reports there: found out now, not
+        # after every trial has run.
+        problem = unwritable(cfg.output_path)
+        if problem is not None:
+            raise ConfigError.single(
+                str(cfg.config_path), "output_dir", f"{cfg.output_path} cannot be written: {problem}"
+            )
         optuna.logging.set_verbosity(optuna.logging.WARNING)
+        self.hold_database("search")  # before the tables: two first runs must not race to create them
         self.storage = open_storage(cfg.database, cfg.workers, create_tables=True, label="coordinator")
         study = open_study(cfg, self.space, storage=self.storage)
         # Per source: the format read, the rows, and the rows left out (with why), for the record.
         study.set_user_attr(ATTR_DATA, self.setup.data_report)
         self._note_lineage()  # opens (and creates or migrates) the lineage tables, before any worker
-        fail_interrupted_trials(study, cfg.database)
+        fail_interrupted_trials(study, cfg.database, cfg.workers.max_retry)
         budget = cfg.trials.n_trials if n_trials is None else n_trials
         if budget is not None or ATTR_BUDGET not in study.user_attrs:
             study.set_user_attr(ATTR_BUDGET, budget)
@@ -242,6 +254,7 @@ class StudyRunner:
         cfg = self.cfg
         self.build()
         optuna.logging.set_verbosity(optuna.logging.WARNING)
+        self.hold_database("worker")  # a no-op on a server database, where workers share the study
         label = f"worker {worker.id}" if worker else "worker"
         try:
             self.storage = open_storage(cfg.database, cfg.workers, create_tables=False, label=label)
@@ -348,6 +361,22 @@ class StudyRunner:
     ) -> optuna.Study:
         """Prepare (or resume) the study and run it in this process until it holds `n_trials`
         finished trials, `timeout` seconds pass, or its proxy compute reaches `max_cost` TFLOP."""
-        study = self.prepare(n_trials=n_trials, warm_start=warm_start)
-        self.outcome = self.work(study, timeout=timeout, max_cost=max_cost)
+        try:
+            study = self.prepare(n_trials=n_trials, warm_start=warm_start)
+            self.outcome = self.work(study, timeout=timeout, max_cost=max_cost)
+        finally:
+            self.close()
         return study
+
+    def hold_database(self, what: str) -> None:
+        """Take the SQLite database's lock (once) until `close`: one process writes a SQLite study."""
+        if self._held is None:
+            held = contextlib.ExitStack()
+            held.enter_context(exclusive_study(self.cfg.database, what))
+            self._held = held
+
+    def close(self) -> None:
+        """Let go of the database's lock (a process that ends lets go of it anyway)."""
+        if self._held is not None:
+            self._held.close()
+            self._held = None

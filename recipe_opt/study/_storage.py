@@ -187,10 +187,12 @@ def open_study(
     return study
 
 
-def fail_interrupted_trials(study: optuna.Study, db: StorageURL) -> None:
+def fail_interrupted_trials(study: optuna.Study, db: StorageURL, max_retry: int) -> None:
     """A trial left RUNNING by a killed single-process (SQLite) run is failed and re-queued.
 
-    With SQLite only one process runs a study, so a RUNNING trial at start-up is a leftover.
+    One process at a time runs a SQLite study (it holds the database's lock, `_lock`), so a
+    RUNNING trial at start-up is a leftover. Its recipe is queued as a retry, which runs before
+    recipes not yet started.
     """
     if db.is_server:
         return
@@ -199,5 +201,4 @@ def fail_interrupted_trials(study: optuna.Study, db: StorageURL) -> None:
         storage.set_trial_user_attr(t._trial_id, ATTR_FAILURE, "interrupted: the process running it stopped")
         storage.set_trial_user_attr(t._trial_id, ATTR_FAILURE_KIND, "interrupted")
         storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
-        if t.params:
-            study.enqueue_trial(t.params, skip_if_exists=False)
+        _RetryLostTrial(max_retry)(study, storage.get_trial(t._trial_id))

@@ -287,11 +287,7 @@ class TrialLoop:
             finished, running = count_trials(self.study)
             if self.budget is not None and finished + running >= self.budget:
                 return None, finished, running
-            with warnings.catch_warnings():
-                # "Heartbeat ... supposed to be used with Study.optimize": this loop runs the
-                # heartbeat itself (see _heartbeat), as optimize would.
-                warnings.filterwarnings("ignore", message="Heartbeat of storage", category=UserWarning)
-                trial = self.study.ask()
+            trial = self._ask()
             # Still under the lock: a first heartbeat, then the worker's name, in that order. A
             # trial without the name once the lock is free was orphaned by a start that died or
             # lost its connection half-way (`_fail_orphans` fails it); a trial with the name
@@ -303,6 +299,26 @@ class TrialLoop:
                 self.storage.record_heartbeat(trial._trial_id)
             trial.set_user_attr(ATTR_WORKER, self.worker.as_attr())
         return trial, finished, running
+
+    def _ask(self) -> optuna.Trial:
+        """The next trial: a retry of a lost or interrupted trial first, else what `ask` gives.
+
+        Optuna's `ask` takes the queue in trial-number order, and a retry is queued last, behind
+        every informed-design and warm-start recipe not yet started: with a small budget it would
+        never run. So a waiting retry (Optuna's `failed_trial` mark) is taken first, the way `ask`
+        takes a waiting trial (its state set to RUNNING only if no other worker got there first).
+        """
+        for t in self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+            if "failed_trial" not in t.system_attrs:  # set by RetryHeartbeatStaleTrialCallback
+                continue
+            with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+                if self.storage.set_trial_state_values(t._trial_id, state=TrialState.RUNNING):
+                    return optuna.Trial(self.study, t._trial_id)
+        with warnings.catch_warnings():
+            # "Heartbeat ... supposed to be used with Study.optimize": this loop runs the
+            # heartbeat itself (see _heartbeat), as optimize would.
+            warnings.filterwarnings("ignore", message="Heartbeat of storage", category=UserWarning)
+            return self.study.ask()
 
     def _fail_orphans(self) -> None:
         """Fail and re-queue RUNNING trials that never got a worker's name (under the lock only).
