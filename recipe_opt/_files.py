@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["write_atomic"]
+__all__ = ["unwritable", "write_atomic"]
 
 
 def write_atomic(path: str | Path, data: str | bytes, *, encoding: str = "utf-8") -> Path:
@@ -28,3 +28,28 @@ def write_atomic(path: str | Path, data: str | bytes, *, encoding: str = "utf-8"
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def unwritable(directory: str | Path) -> str | None:
+    """Why files cannot be written to `directory` (created when needed), or None if they can.
+
+    Checked without creating anything that stays: the nearest existing ancestor must be a
+    directory a file can be created in (probed with a temporary file, removed at once), which
+    also catches a read-only filesystem that permission bits would not show.
+    """
+    import os
+    import tempfile
+
+    path = Path(directory).resolve()
+    existing = path
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is not a directory"
+    try:
+        fd, probe = tempfile.mkstemp(dir=existing, prefix=".recipe-opt-probe-")
+    except OSError as exc:
+        return f"{existing}: {exc.strerror or exc}"
+    os.close(fd)
+    Path(probe).unlink(missing_ok=True)
+    return None

@@ -146,20 +146,24 @@ def _finish(
 
     record = StudyRecord.read(study)
     failed_now = sum(t.state == "FAIL" for t in record.trials if t.number >= runner.first_new_trial)
+    failed = record.count("FAIL")
+    # Failures of earlier runs of a resumed study are said apart: they do not change the exit status.
+    earlier = ""
+    if failed_now < failed:
+        earlier = " (all in earlier runs)" if not failed_now else f" ({failed - failed_now} of them in earlier runs)"
     summary = (
-        f"{record.count('COMPLETE')} complete, {record.count('PRUNED')} pruned, {record.count('FAIL')} failed "
-        f"({failed_now} in this run); proxy compute {record.proxy_compute():.3g} TFLOP; "
-        f"{time.perf_counter() - started:.0f} s"
+        f"{record.count('COMPLETE')} complete, {record.count('PRUNED')} pruned, {failed} failed{earlier}; "
+        f"proxy compute {record.proxy_compute():.3g} TFLOP; {time.perf_counter() - started:.0f} s"
     )
     code = 3 if failed_now else 0
     try:
         selected, path = select_and_record(cfg, study, space=runner.space, rerunner=runner)
         print_selection(cfg, study, selected, path)
-        if report:
-            show_reports(cfg, study, indent="  ")
     except RecipeOptError as exc:
         error(str(exc))
         code = 1
+    if report:  # also when nothing passes: the report shows the closest trials and what each missed
+        show_reports(cfg, study, indent="  ")
     console.print(summary)
     for line in record.ending_reasons():
         console.print(f"  {escape(line)}")

@@ -7,6 +7,7 @@ lineage recorded for this cycle. The rollback target is the study's base version
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -200,9 +201,25 @@ def release_checklist(
     return items
 
 
+# Markdown renderers that allow HTML (CommonMark's default) run a raw tag: `<` that opens one
+# (a letter, `/`, `!` or `?` next) and `&` that starts an entity are written as entities.
+_TAG_OPEN = re.compile(r"<(?=[A-Za-z/!?])")
+_ENTITY = re.compile(r"&(?=#|[A-Za-z][A-Za-z0-9]*;)")
+
+
 def _md(text: str) -> str:
-    """Table-cell safe: pipes escaped, newlines flattened."""
+    """Text with user strings in it, as Markdown that shows it as written: no raw HTML, pipes
+    escaped (a table cell), newlines flattened. Our own `code` and *emphasis* still render."""
+    text = _TAG_OPEN.sub("&lt;", _ENTITY.sub("&amp;", text))
     return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _code(text: str) -> str:
+    """`text` as an inline code span (nothing inside is markup), fenced past any backticks in it."""
+    fence = "`" * (max((len(m) for m in re.findall(r"`+", text)), default=0) + 1)
+    body = text.replace("|", "\\|").replace("\n", " ")
+    pad = " " if body.startswith("`") or body.endswith("`") else ""
+    return f"{fence}{pad}{body}{pad}{fence}"
 
 
 def write_summary(
@@ -217,18 +234,18 @@ def write_summary(
     record = as_record(study)
     selection = record.selection or {}
     family, base = record.family or "?", record.base_version or "?"
-    lines = [f"# Release summary: `{_md(record.name)}`", ""]
+    lines = [f"# Release summary: {_code(record.name)}", ""]
     decision = applied.decision if applied else None
     if applied is not None:
-        lines += [f"**Update:** `{_md(family)}/{_md(base)}` -> `{_md(applied.ref)}`, **{applied.status}**.", ""]
+        lines += [f"**Update:** {_code(f'{family}/{base}')} -> {_code(applied.ref)}, **{applied.status}**.", ""]
     else:
-        lines += [f"**Update:** from `{_md(family)}/{_md(base)}`; not applied yet (`recipe-opt apply`).", ""]
+        lines += [f"**Update:** from {_code(f'{family}/{base}')}; not applied yet (`recipe-opt apply`).", ""]
     trial = record.selected
     if trial is not None and trial.recipe is not None:
         recipe = trial.recipe
         v = trial.values
         lines += [
-            f"**Selected:** trial {trial.number} under `{_md(str(selection.get('policy', '')))}`: gain "
+            f"**Selected:** trial {trial.number} under {_code(str(selection.get('policy', '')))}: gain "
             f"{v['gain']:+.3f}, forgetting {v['forgetting']:+.3f}, cost {v.get('cost', 0.0):.3g} TFLOP (proxy).",
             "",
         ]
@@ -242,7 +259,7 @@ def write_summary(
         lines += [
             f"**Why:** {_md(str(selection.get('reason', '')))}",
             "",
-            f"**Recipe** `{recipe.short_hash}`: {recipe.summary()}",
+            f"**Recipe** `{recipe.short_hash}`: {_code(recipe.summary())}",
             "",
             # Collapsed on GitHub and GitLab: the YAML is for the record, the line above for reading.
             "<details><summary>recipe.yaml</summary>",
@@ -254,6 +271,18 @@ def write_summary(
             "</details>",
             "",
         ]
+    if trial is None and record.complete:
+        lines += [
+            f"**Nothing selected:** none of the {len(record.complete)} complete trials passes every gate. "
+            "The closest, and the gates each missed:",
+            "",
+            "| trial | gates missed | recipe |",
+            "|---|---|---|",
+        ]
+        for t, failed in record.nearest_misses():
+            missed = "; ".join(f"{c.gate}: {c.note}" for c in failed)
+            lines.append(f"| {t.number} | {_md(missed)} | {_code(t.summary)} |")
+        lines.append("")
     lines += [
         "## Release checklist",
         "",
@@ -279,6 +308,6 @@ def write_summary(
             summary = t.summary
             lines.append(
                 f"| {t.number} | {v['gain']:+.3f} | {v['forgetting']:+.3f} | {v.get('cost', 0.0):.3g} | "
-                f"`{_md(summary)}` |"
+                f"{_code(summary)} |"
             )
     return write_atomic(out_dir / "summary.md", "\n".join(lines) + "\n")

@@ -226,11 +226,15 @@ def retention_bars(
         return None
     after = chosen[0].metrics.get("suites_after", {})
     suites = list(base)
-    labels = [html.escape(s) for s in suites]  # plotly renders its own HTML subset in category labels
+    # plotly renders its own HTML subset in labels and names: `<` and `&` escaped, quotes left
+    # alone (plotly shows an escaped quote as the literal `&quot;`).
+    labels = [html.escape(s, quote=False) for s in suites]
     base_name = record.base_version or "base"
     fig = go.Figure()
     fig.add_trace(
-        go.Bar(name=f"{html.escape(str(base_name))}: base, this cycle", x=labels, y=[base[s] for s in suites])
+        go.Bar(
+            name=f"{html.escape(str(base_name), quote=False)}: base, this cycle", x=labels, y=[base[s] for s in suites]
+        )
     )
     fig.add_trace(go.Bar(name=f"selected, proxy (trial {selected})", x=labels, y=[after.get(s) for s in suites]))
     if full_after:
@@ -239,7 +243,7 @@ def retention_bars(
         name, scores = previous
         fig.add_trace(
             go.Bar(
-                name=f"{html.escape(name)} at its own release (full)",
+                name=f"{html.escape(name, quote=False)} at its own release (full)",
                 x=labels,
                 y=[scores.get(s) for s in suites],
                 marker={"pattern": {"shape": "/"}},

@@ -275,6 +275,24 @@ def _checklist_html(record: StudyRecord, applied: VersionInfo | None, parent: Ve
     )
 
 
+def _no_pick_html(record: StudyRecord) -> str:
+    """Why nothing was selected: the trials closest to passing, and the gates each missed."""
+    e = html.escape
+    if not record.complete:
+        return ""
+    rows = "".join(
+        f"<tr><td>{t.number}</td><td>{e('; '.join(f'{c.gate}: {c.note}' for c in failed))}</td>"
+        f"<td><code>{e(t.summary)}</code></td></tr>"
+        for t, failed in record.nearest_misses()
+    )
+    return (
+        '<h2 id="no-pick">No recipe passes the release gates</h2>'
+        f"<p>None of the {len(record.complete)} complete trials passes every gate, so nothing was selected. "
+        "The closest, and the gates each missed:</p>"
+        f"<table><tr><th>trial</th><th>gates missed</th><th>recipe</th></tr>{rows}</table>"
+    )
+
+
 def write_report(study: optuna.Study, out_dir: str | Path, *, storage_url: str | None = None) -> Path:
     """Write `out_dir/index.html` (+ plotly.min.js) and `summary.md` for `study`; returns the HTML path.
 
@@ -306,7 +324,7 @@ def write_report(study: optuna.Study, out_dir: str | Path, *, storage_url: str |
     figures = _figure_sections(record, selected, applied, parent)
     base = dict(record.base.suites) if record.base is not None else {}
     base_rows = "".join(f"<tr><td>{e(k)}</td><td>{v:.3f}</td></tr>" for k, v in base.items())
-    sel_html = ""
+    sel_html = _no_pick_html(record) if selected is None else ""
     if selection and selected is not None:
         sel_html = (
             f"<h2>Selected recipe: trial {int(selected)}</h2>"

@@ -252,6 +252,17 @@ class StudyRecord:
             t for t in feasible if not any(dominates(o.values, t.values, objectives) for o in feasible if o is not t)
         ]
 
+    def nearest_misses(self, k: int = 5) -> list[tuple[TrialRecord, list[GateCheck]]]:
+        """The complete trials closest to passing every gate, with the gates each missed: fewest
+        gates missed first, then the smallest total excess over the bounds."""
+        misses = []
+        for t in self.complete:
+            failed = [c for c in self.checks(t) if not c.passed]
+            if failed:
+                misses.append((t, failed))
+        misses.sort(key=lambda m: (len(m[1]), sum(c.constraint or 0.0 for c in m[1]), m[0].number))
+        return misses[:k]
+
     @property
     def selected(self) -> TrialRecord | None:
         number = (self.selection or {}).get("trial_number")

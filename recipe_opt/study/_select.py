@@ -211,6 +211,10 @@ def record_selection(
     `space` is the search space as the study ran it (resolved against the model), or its dump.
     Returns the recipe file and the lineage selection id.
     """
+    # In the order that leaves the least behind if it stops half-way: the recipe file (the write
+    # most likely to fail) before any row, the lineage rows in one transaction, the study's
+    # selection (what `apply` and the reports read) last.
+    path = selected.recipe.save(cfg.output_path / "recipe.yaml")
     own_store = store is None
     store = store or LineageStore(cfg.storage_url)
     spec = space if isinstance(space, dict) else space.spec.model_dump(mode="json")
@@ -244,7 +248,6 @@ def record_selection(
     finally:
         if own_store:
             store.close()
-    path = selected.recipe.save(cfg.output_path / "recipe.yaml")
     study.set_user_attr(
         ATTR_SELECTION,
         {
