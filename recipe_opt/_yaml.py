@@ -13,9 +13,46 @@ from pydantic import BaseModel, ValidationError
 
 from recipe_opt.exceptions import ConfigError, ConfigProblem
 
-__all__ = ["load_yaml_mapping", "problems_from_validation_error", "validate_fields", "validate_model"]
+__all__ = ["load_yaml", "load_yaml_mapping", "problems_from_validation_error", "validate_fields", "validate_model"]
 
 M = TypeVar("M", bound=BaseModel)
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, key: object, first: int, again: int) -> None:
+        self.key, self.first, self.again = key, first, again
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """`yaml.safe_load`, except that a key given twice in one mapping is an error: YAML's own rule
+    is that the last one silently wins, so `n_trials: 3` then `n_trials: 500` would run 500."""
+
+
+def _unique_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor` overrides on purpose
+            continue
+        key = loader.construct_object(key_node, deep=deep)
+        try:
+            first = seen.get(key)
+        except TypeError:  # an unhashable key: construct_mapping names it
+            break
+        if first is not None:
+            raise _DuplicateKey(key, first, key_node.start_mark.line + 1)
+        seen[key] = key_node.start_mark.line + 1
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
+
+
+def load_yaml(text: str) -> Any:
+    """Parse YAML as data (safe tags only), refusing duplicate keys (`ValueError` naming both lines)."""
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)
+    except _DuplicateKey as exc:
+        raise ValueError(f"duplicate key {exc.key!r}: on line {exc.first} and again on line {exc.again}") from None
 
 
 def load_yaml_mapping(path: str | Path) -> dict[str, Any]:
@@ -25,7 +62,9 @@ def load_yaml_mapping(path: str | Path) -> dict[str, Any]:
     if not p.is_file():
         raise ConfigError.single(source, "", "file not found" if not p.exists() else "not a file")
     try:
-        data = yaml.safe_load(p.read_text())
+        data = load_yaml(p.read_text(encoding="utf-8-sig"))
+    except ValueError as exc:
+        raise ConfigError.single(source, "", str(exc)) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""

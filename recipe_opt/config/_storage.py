@@ -114,6 +114,12 @@ class StorageURL:
         from recipe_opt.exceptions import first_line
 
         shown = self.display
+        parts = _credentials(self.url)
+        if parts is not None and "@" in parts[2]:
+            return (
+                f"the password in {shown!r} holds an unencoded '@': write it as %40 (a URL ends its password "
+                "at the first '@', so the rest would be taken for the host)"
+            )
         if not _SCHEME.match(self.url):
             return f"not a database URL (dialect+driver://user:password@host:port/database), but got {shown!r}"
         try:

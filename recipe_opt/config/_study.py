@@ -230,7 +230,9 @@ def load_study_config(path: str | Path, *, check_paths: bool = True, storage: st
     source = str(path)
     raw: dict[str, Any] = load_yaml_mapping(path)
     if storage is not None:
-        raw["storage"] = storage
+        # A command-line path is the shell's: relative to the current directory (the file's own
+        # `storage:` stays relative to the file's folder, like every path in it).
+        raw["storage"] = StorageURL(storage).resolved(Path.cwd()).url
     cfg = validate_model(StudyConfig, raw, source)
     cfg = cfg.model_copy(update={"config_path": Path(path).resolve()})
     if check_paths:

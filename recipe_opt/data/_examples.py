@@ -60,7 +60,7 @@ def read_json_lines(path: str | Path) -> list[tuple[int, dict[str, Any]]]:
     if not p.is_file():
         raise DataError(f"{p}: data file not found")
     rows: list[tuple[int, dict[str, Any]]] = []
-    with p.open(encoding="utf-8") as fh:
+    with p.open(encoding="utf-8-sig") as fh:  # with or without a BOM, as every data file
         for lineno, line in enumerate(fh, start=1):
             if not line.strip():
                 continue

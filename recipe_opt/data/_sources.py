@@ -44,6 +44,9 @@ __all__ = [
 
 DataFormat = Literal["auto", "prompt_completion", "chat", "text"]
 FILE_SUFFIXES = (".jsonl", ".ndjson", ".json", ".parquet", ".csv")
+# UTF-8 with or without a byte-order mark: Excel and many Windows tools write one, and read as
+# plain UTF-8 it makes the first row "not valid JSON" (silently dropped under `bad_rows: skip`).
+TEXT_ENCODING = "utf-8-sig"
 # The fields each format reads (our names; `columns:` in the config maps them to the user's).
 FIELDS: dict[str, tuple[str, ...]] = {
     "prompt_completion": ("prompt", "completion"),
@@ -140,7 +143,7 @@ class _Unparsable:
 
 def _jsonl_rows(p: Path) -> Iterator[tuple[str, Any]]:
     try:
-        with p.open(encoding="utf-8") as fh:
+        with p.open(encoding=TEXT_ENCODING) as fh:
             for lineno, line in enumerate(fh, start=1):
                 if not line.strip():
                     continue
@@ -154,7 +157,7 @@ def _jsonl_rows(p: Path) -> Iterator[tuple[str, Any]]:
 
 def _json_rows(p: Path) -> Iterator[tuple[str, Any]]:
     try:
-        body = json.loads(p.read_text(encoding="utf-8"))
+        body = json.loads(p.read_text(encoding=TEXT_ENCODING))
     except json.JSONDecodeError as exc:
         raise DataError(f"{p}:{exc.lineno}: not valid JSON ({exc.msg})") from None
     except UnicodeDecodeError:
@@ -186,7 +189,7 @@ def _parquet_rows(p: Path) -> Iterator[tuple[str, Any]]:
 
 def _csv_rows(p: Path) -> Iterator[tuple[str, Any]]:
     try:
-        with p.open(encoding="utf-8", newline="") as fh:
+        with p.open(encoding=TEXT_ENCODING, newline="") as fh:
             reader = csv.DictReader(fh)
             for row in reader:
                 # line_num is the reader's position after the row: right for one-line rows.
