@@ -36,6 +36,7 @@ __all__ = [
     "main",
     "quiet_libraries",
     "stop_on_sigterm",
+    "thread_count",
     "torch_threads",
 ]
 
@@ -133,15 +134,42 @@ def quiet_libraries() -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
+def thread_count(env: str | None, cpus: int, busy: int) -> int:
+    """Torch threads for one process: `OMP_NUM_THREADS` when set (`search --workers N` splits the
+    cores that way); else the cores not already busy. On a shared 2-core machine two processes
+    each taking both cores made training 10-30x slower, not 2x: oversubscribed cores thrash."""
+    if env is not None:
+        try:
+            return max(1, int(env))
+        except ValueError:
+            pass
+    return max(1, min(cpus, cpus - busy))
+
+
+def _busy_cores() -> int:
+    """Other processes running right now: the kernel's count of runnable tasks (/proc/loadavg),
+    less this one, the least of five looks 20 ms apart (the load average would still count a job
+    that ended a minute ago). 0 where the kernel does not say."""
+    import time
+
+    seen = []
+    for _ in range(5):
+        try:
+            with open("/proc/loadavg", encoding="ascii") as fh:
+                seen.append(int(fh.read().split()[3].split("/")[0]) - 1)
+        except (OSError, ValueError, IndexError):
+            return 0
+        time.sleep(0.02)
+    return max(0, min(seen))
+
+
 def torch_threads() -> None:
-    """Torch's threads: OMP_NUM_THREADS when set (`search --workers N` splits the cores), else all."""
+    """Set torch's threads by `thread_count`: the environment, the cores this process may use
+    (its CPU affinity) and the processes already running on them."""
     import torch
 
-    try:
-        n = max(1, int(os.environ["OMP_NUM_THREADS"]))
-    except (KeyError, ValueError):
-        n = max(1, os.cpu_count() or 1)
-    torch.set_num_threads(n)
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    torch.set_num_threads(thread_count(os.environ.get("OMP_NUM_THREADS"), cpus, _busy_cores()))
 
 
 def stop_on_sigterm() -> None:

@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from recipe_opt.cli._app import app, console, quiet_libraries, torch_threads
-from recipe_opt.cli._output import show_reports
+from recipe_opt.cli._output import Ticker, show_reports
 from recipe_opt.exceptions import ConfigError
 
 
@@ -50,8 +50,11 @@ def apply(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
     ) as progress:
         bar = progress.add_task("full-fidelity training", total=1, visible=False)
+        ticker = Ticker()
 
         def step(done: int, total: int, loss: float) -> None:
+            if ticker.due():
+                progress.console.print(f"  full-fidelity training: step {done}/{total}, loss {loss:.3f}")
             if done == total or done % 10 == 0:
                 progress.update(
                     bar,
@@ -66,16 +69,16 @@ def apply(
 
         runner = StudyRunner(cfg, space)
         result = apply_selected(cfg, runner, study, version=version, progress=step, phase=phase)
-    show_reports(cfg, study)  # the checklist now has the full run, the family report the new version
     v = result.version
     table = Table(title=f"Release checks for {v.ref} against {v.parent}", title_justify="left")
     for col in ("gate", "measured", "bound", "result"):
         table.add_column(col, justify="left" if col in ("gate", "result") else "right")
     for c in result.checks:
+        bound = ("> 0" if c.gate == "min_gain" else "-") if c.bound is None else f"{c.bound:g}"
         table.add_row(
             c.gate,
             f"{c.measured:+.3f}" if c.gate != "max_cost" else f"{c.measured:.3g} TFLOP",
-            "-" if c.bound is None else f"{c.bound:g}",
+            bound,
             "[green]pass[/]" if c.passed else "[red]FAIL[/]",
         )
     console.print(table)
@@ -87,13 +90,38 @@ def apply(
     console.print(f"weights: {escape(str(result.weights_path))} ({result.seconds:.0f} s)")
     if result.released:
         console.print(f"[bold green]released[/] {v.ref}: it is now the current version of {v.family}")
+    else:
+        console.print(f"[bold red]rejected[/] {v.ref}; {v.family}'s current version stays {escape(str(v.parent))}")
+        for r in result.reasons:
+            console.print(f"  {escape(r)}")
+    show_reports(cfg, study)  # the checklist now has the full run, the family report the new version
+    if not result.released:
+        raise typer.Exit(1)
+    following = _next_cycle(config, cfg.family, v.name)
+    if following is not None:
+        console.print(f"next cycle: recipe-opt search {escape(str(following))} (its base_version is {v.name})")
+    else:
         hint = (
             f"next cycle: a study config with base_version: {v.name} and base_model: {result.weights_path} "
             "(warm_start: {studies: [auto]} seeds it from this one)"
         )
         console.print(escape(hint))
-    else:
-        console.print(f"[bold red]rejected[/] {v.ref}; {v.family}'s current version stays {escape(str(v.parent))}")
-        for r in result.reasons:
-            console.print(f"  {escape(r)}")
-        raise typer.Exit(1)
+
+
+def _next_cycle(config: Path, family: str, version: str) -> Path | None:
+    """A study config beside `config` that updates `version` of `family`, if there is one."""
+    import contextlib
+
+    from recipe_opt._yaml import load_yaml
+    from recipe_opt.config import StudyConfig
+
+    for path in sorted(config.parent.glob("*.y*ml")):
+        with contextlib.suppress(Exception):  # not a study config, or not one that parses: not it
+            raw = load_yaml(path.read_text(encoding="utf-8-sig"))
+            if (
+                isinstance(raw, dict)
+                and raw.get("base_version") == version
+                and raw.get("family", StudyConfig.model_fields["family"].default) == family
+            ):
+                return path
+    return None

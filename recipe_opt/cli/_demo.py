@@ -9,6 +9,7 @@ import typer
 from rich.markup import escape
 
 from recipe_opt.cli._app import console, demo_app, quiet_libraries, torch_threads
+from recipe_opt.cli._output import Ticker
 from recipe_opt.exceptions import ConfigError
 
 
@@ -65,9 +66,12 @@ def demo_init(
         console=console,
     ) as bar:
         task = bar.add_task("building demo world", total=DemoWorldConfig().pretrain_steps)
+        ticker = Ticker()
 
         def progress(message: str, done: int, total: int) -> None:
             bar.update(task, description=message, completed=done, total=total)
+            if ticker.due():
+                console.print(f"  {escape(message)}: {done}/{total}")
 
         summary = build_world(directory, DemoWorldConfig(seed=seed), progress=progress)
     acc = ", ".join(f"{k} {v:.2f}" for k, v in summary.base_accuracy.items())

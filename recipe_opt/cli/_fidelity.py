@@ -41,7 +41,8 @@ def fidelity(
             f"{p.proxy['cost']:.3g} / {p.full['cost']:.3g}",
         )
     console.print(table)
-    rho = ", ".join(f"{k} {'n/a' if v is None else f'{v:+.2f}'}" for k, v in rep.rho.items())
-    console.print(f"Spearman rho (proxy vs full): {rho}  [dim]({time.perf_counter() - started:.1f} s)[/]")
+    console.print(f"Spearman rho (proxy vs full)  [dim]({time.perf_counter() - started:.1f} s)[/]")
+    for key in rep.rho:
+        console.print(f"  {key}: {rep.describe(key)}")
     for w in rep.warnings:
         err.print(f"[yellow]warning:[/] {escape(w)}")

@@ -18,7 +18,28 @@ if TYPE_CHECKING:
     from recipe_opt.recipe import Recipe
     from recipe_opt.study import SelectedRecipe, StudyRecord, TrialSummary
 
-__all__ = ["RichReporter", "pareto_table", "print_selection", "progress", "show_reports"]
+__all__ = ["RichReporter", "Ticker", "pareto_table", "print_selection", "progress", "show_reports"]
+
+
+class Ticker:
+    """Plain progress lines where rich draws no bar: output that is not a terminal (CI logs,
+    `nohup`, a Kubernetes Job's log), where rich renders a bar only when it ends. `due()` is true
+    at most every `RECIPE_OPT_PROGRESS_SECONDS` (default 5) seconds, and never on a terminal."""
+
+    def __init__(self) -> None:
+        import os
+        import time
+
+        self.plain = not console.is_terminal
+        self.every = float(os.environ.get("RECIPE_OPT_PROGRESS_SECONDS", "5"))
+        self._clock = time.monotonic
+        self._last = self._clock()
+
+    def due(self) -> bool:
+        if not self.plain or self._clock() - self._last < self.every:
+            return False
+        self._last = self._clock()
+        return True
 
 
 def progress() -> Any:
@@ -37,11 +58,14 @@ class RichReporter:
         self.progress = bars
         self.trials_task = bars.add_task("trials", total=n_trials, visible=trials)
         self.steps_task = bars.add_task("proxy training", total=1, visible=False)
+        self.ticker = Ticker()
+        self.trial = -1
 
     def phase(self, message: str) -> None:
         self.progress.console.print(f"[dim]·[/] {escape(message)}")
 
     def trial_started(self, number: int, recipe: Recipe, proxy_steps: int) -> None:
+        self.trial = number
         self.progress.update(
             self.steps_task,
             description=f"trial {number}: proxy training",
@@ -53,6 +77,8 @@ class RichReporter:
     def step(self, done: int, total: int, loss: float) -> None:
         if done == total or done % 5 == 0:
             self.progress.update(self.steps_task, completed=done, description=f"proxy training (loss {loss:.3f})")
+        if self.ticker.due():
+            self.progress.console.print(f"  trial {self.trial}: step {done}/{total}, loss {loss:.3f}")
 
     def trial_finished(self, summary: TrialSummary) -> None:
         self.progress.update(self.steps_task, visible=False)

@@ -11,13 +11,14 @@ proxy (fraction, eval limit) should be made more faithful before trusting the ne
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from recipe_opt.lineage import FidelityPair, LineageStore
 from recipe_opt.registry import OBJECTIVES
 
-__all__ = ["FidelityReport", "fidelity_report", "spearman"]
+__all__ = ["MIN_PAIRS", "FidelityReport", "fidelity_report", "rho_interval", "spearman"]
 
 
 def _ranks(xs: Sequence[float]) -> list[float]:
@@ -51,29 +52,66 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> float | None:
     return sxy / math.sqrt(sxx * syy)
 
 
+# Fewer recipes than this and a rank correlation says nothing: with 4, a perfect +1.00 arises by
+# chance once in 24 orderings; and its interval would span most of [-1, 1].
+MIN_PAIRS = 5
+
+
+def rho_interval(rho: float, n: int, level: float = 0.90) -> tuple[float, float] | None:
+    """Approximate `level` interval of Spearman's rho: Fisher's z with the standard error
+    1.06 / sqrt(n - 3) that Fieller, Hartley and Pearson (1957) give for Spearman; None for n < 5."""
+    if n < MIN_PAIRS:
+        return None
+    z = math.atanh(max(-0.999999, min(0.999999, rho)))
+    half = statistics.NormalDist().inv_cdf(0.5 + level / 2) * 1.06 / math.sqrt(n - 3)
+    return math.tanh(z - half), math.tanh(z + half)
+
+
 @dataclass(frozen=True)
 class FidelityReport:
     family: str
     pairs: list[FidelityPair]
     rho: dict[str, float | None]
     warnings: list[str] = field(default_factory=list)
+    n: dict[str, int] = field(default_factory=dict)  # recipes measured both ways, per objective
+    interval: dict[str, tuple[float, float] | None] = field(default_factory=dict)  # 90%, when n >= 5
+    cycles: int = 0  # the update cycles the recipes come from
+
+    def describe(self, key: str) -> str:
+        """One objective's figure in words: rho with n and its interval, or why there is none."""
+        n, rho, ci = self.n.get(key, 0), self.rho.get(key), self.interval.get(key)
+        if rho is None:
+            return f"n/a (n = {n})"
+        if ci is None:
+            return f"{rho:+.2f} (n = {n}: too few to judge, needs {MIN_PAIRS})"
+        return f"{rho:+.2f} (n = {n}, 90% interval {ci[0]:+.2f} to {ci[1]:+.2f})"
 
 
 def fidelity_report(store: LineageStore, family: str, *, low: float = 0.5) -> FidelityReport:
     pairs = store.fidelity_pairs(family)
     rho: dict[str, float | None] = {}
+    counts: dict[str, int] = {}
+    interval: dict[str, tuple[float, float] | None] = {}
     warnings: list[str] = []
     for key in OBJECTIVES.names():
         both = [(p.proxy[key], p.full[key]) for p in pairs if key in p.proxy and key in p.full]
+        counts[key] = len(both)
         rho[key] = spearman([a for a, _ in both], [b for _, b in both])
-        if rho[key] is not None and rho[key] < low:  # type: ignore[operator]
+        interval[key] = None if rho[key] is None else rho_interval(rho[key], len(both))  # type: ignore[arg-type]
+        if rho[key] is not None and interval[key] is not None and rho[key] < low:  # type: ignore[operator]
             warnings.append(
                 f"{key}: proxy and full-run ranks agree poorly (rho {rho[key]:+.2f} < {low:g}); "
                 "raise proxy.fraction or drop evaluation.limit before trusting the next selection"
             )
-    if len(pairs) < 3:
+    if len(pairs) < MIN_PAIRS:
         warnings.append(
-            f"only {len(pairs)} recipe(s) of family {family!r} were run at both fidelities; "
-            "rank correlation needs at least 3 (each `apply` adds one)"
+            f"only {len(pairs)} recipe(s) of family {family!r} were run at both fidelities; a rank correlation "
+            f"needs at least {MIN_PAIRS} to say anything (each `apply` adds one)"
         )
-    return FidelityReport(family, pairs, rho, warnings)
+    cycles = len({p.cycle for p in pairs})
+    if cycles > 1:
+        warnings.append(
+            f"the recipes come from {cycles} update cycles, each scored on its own base version and new tasks: "
+            "across cycles the ranks compare unlike gains, so read the figure as a check of each pick, not of the proxy"
+        )
+    return FidelityReport(family, pairs, rho, warnings, counts, interval, cycles)
