@@ -108,10 +108,11 @@ def two_cycles(tiny_world: Path, tmp_path_factory: pytest.TempPathFactory) -> Tw
     with LineageStore(run.db) as store:
         current = store.current_version("demo")
         run.after_reject = (store.get_version("demo/v1-strict").status, current.name if current else "")
+    # Cycle 2's config is written first, as a team prepares the next cycle: `apply` names it.
+    assert cycle2_config(tmp, tiny_world, models) == run.c2
     run.out["apply-c1"] = cli("apply", str(c1))
     run.out["apply-c1-again"] = cli("apply", str(c1), code=2)  # the same version twice
     # Cycle 2 starts from v1 and warm-starts from the cycle that produced it.
-    assert cycle2_config(tmp, tiny_world, models) == run.c2
     run.out["search-c2"] = cli("search", str(run.c2), "--warm-start", "auto", "--warm-start-priors")
     run.out["apply-c2"] = cli("apply", str(run.c2))
     return run

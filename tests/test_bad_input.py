@@ -309,6 +309,16 @@ CASES = [
         ),
         id="space-target-module-not-in-model",
     ),
+    pytest.param(
+        Case(
+            space_text(
+                "replay_ratio: 0.1\npeak_lr: {type: float, low: 1.0e-4, high: 1.0e-2}\nlora_rank: 8\n"
+                "steps: 200\npeak_lr: {type: float, low: 0.1, high: 0.5}\n"
+            ),
+            "{space}: duplicate key 'peak_lr': on line 2 and again on line 5",
+        ),
+        id="space-duplicate-key",
+    ),
     # ---- study config ----------------------------------------------------------------------------
     pytest.param(Case(study_set("n_trials", 4), "{study}: n_trials: unknown key"), id="study-unknown-key"),
     pytest.param(Case(study_set("seed", "many"), "{study}: seed:"), id="study-wrong-type"),
@@ -395,6 +405,21 @@ CASES = [
     pytest.param(
         Case(lambda s: None, "--workers", argv=("search", "{study}", "--workers", "0"), also=("0",)),
         id="option-workers-zero",
+    ),
+    pytest.param(
+        Case(
+            lambda s: setattr(s, "study_text", yaml.safe_dump(s.study) + "trials: {n_trials: 500}\n"),
+            "{study}: duplicate key 'trials'",
+            also=("and again on line",),
+        ),
+        id="study-duplicate-key",
+    ),
+    pytest.param(
+        Case(
+            both(write("blocker", "a file, not a directory"), study_set("output_dir", "{root}/blocker/reports")),
+            "{study}: output_dir: {root}/blocker/reports cannot be written: {root}/blocker is not a directory",
+        ),
+        id="study-output-dir-unwritable",
     ),
     # ---- data files ------------------------------------------------------------------------------
     pytest.param(
@@ -569,6 +594,14 @@ CASES = [
             "{study}: storage: the database driver for 'mysql+pymysql' is not installed",
         ),
         id="storage-driver-not-installed",
+    ),
+    pytest.param(
+        Case(
+            study_set("storage", f"postgresql+psycopg2://postgres:pre@{PASSWORD}@127.0.0.1:5432/test"),
+            "{study}: storage: the password in 'postgresql+psycopg2://postgres:***@127.0.0.1:5432/test' holds an "
+            "unencoded '@': write it as %40",
+        ),
+        id="storage-password-with-at",
     ),
     # ---- with PostgreSQL storage, failing after the storage was reached --------------------------
     pytest.param(

@@ -24,7 +24,12 @@ def test_cycle1_rejected_then_released(two_cycles: TwoCycles) -> None:
     assert "rejected demo/v1-strict" in r.stdout and "below the bound 5" in r.stdout
     # Tightened release gates reject the update: registered as rejected, v0 stays current.
     assert run.after_reject == ("rejected", "v0")
-    assert "released demo/v1" in run.out["apply-c1"].stdout and "proxy vs full" in run.out["apply-c1"].stdout
+    out = run.out["apply-c1"].stdout
+    assert "released demo/v1" in out and "proxy vs full" in out
+    # The decision first, then where the reports are, then the next cycle's own config by name.
+    assert out.index("Release checks for demo/v1") < out.index("released demo/v1") < out.index("report:")
+    assert f"next cycle: recipe-opt search {run.c2}" in out.replace("\n", "")
+    assert "0 failed;" in run.out["search-c1"].stdout and "(0 in this run)" not in run.out["search-c1"].stdout
     v1_dir = run.models / "v1"
     assert {"config.json", "model.safetensors", "tokenizer.json", "recipe.yaml"} <= {p.name for p in v1_dir.iterdir()}
     assert (v1_dir / "adapter" / "adapter_config.json").is_file()
@@ -117,6 +122,8 @@ def test_lineage_commands_and_rollback(two_cycles: TwoCycles) -> None:
     assert "parent v1" in r.stdout and "cycle2/max" in r.stdout and "release from c2" in r.stdout
     r = cli("fidelity", "demo", "--storage", run.db)
     assert "3 recipes" in r.stdout and "Spearman rho" in r.stdout
+    # Three recipes, from two cycles: said as what they are, not as a verdict.
+    assert "n = 3: too few to judge" in r.stdout and "come from 2 update cycles" in r.stderr.replace("\n", " ")
 
     # Last: it moves the family's current version (the reports above were written before).
     r = cli("lineage", "rollback", "demo", "--storage", run.db)
