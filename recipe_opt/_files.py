@@ -49,7 +49,7 @@ def unwritable(directory: str | Path) -> str | None:
     try:
         fd, probe = tempfile.mkstemp(dir=existing, prefix=".recipe-opt-probe-")
     except OSError as exc:
-        return f"{existing}: {exc.strerror or exc}"
+        return f"{existing}: {(exc.strerror or str(exc)).lower()}"
     os.close(fd)
     Path(probe).unlink(missing_ok=True)
     return None

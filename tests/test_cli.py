@@ -53,9 +53,11 @@ def test_validate_reports_every_problem_of_every_file(tmp_path: Path) -> None:
     assert not any("Traceback" in ln for ln in lines)
 
 
-def test_validate_reads_every_data_file(tmp_path: Path) -> None:
+def test_validate_reads_every_data_file(tmp_path: Path, tiny_world: Path) -> None:
+    import shutil
+
     world = tmp_path / "w"
-    (world / "models" / "v0").mkdir(parents=True)
+    shutil.copytree(tiny_world / "models" / "v0", world / "models" / "v0")  # validate loads its tokenizer
     for f, text in (
         ("cycle1/mul.jsonl", '{"prompt": "1 * 1 =", "completion": " 1"}\n{"prompt": "2 * 1 ="}\n'),
         ("cycle1/add_text.jsonl", '{"prompt": "sum of 1 and 1 is", "completion": " 2"}\n'),

@@ -136,3 +136,12 @@ def _scored(values: dict[str, float], drops: dict[str, float], new: dict[str, tu
     from recipe_opt.study import Scored
 
     return Scored(values, drops, new)
+
+
+def test_a_drop_equal_to_its_bound_passes_despite_float_rounding() -> None:
+    # 1.0 - 0.95 is 0.05000000000000004: "at most 0.05" must still pass it, in search and release.
+    cfg = config(max_forgetting=0.05, min_gain=0.1)
+    drops = {"arithmetic": 1.0 - 0.95, "strings": 0.0, "knowledge": 0.0}
+    values = {"gain": 0.3 - 0.2, "forgetting": sum(drops.values()) / 3, "cost": 0.3}  # gain 0.09999999999999998
+    assert all(c.passed for c in release_checks(cfg, values, drops, "v0"))
+    assert all(v <= 0 for v in gate_values(values, drops, cfg.gates).values())

@@ -3,6 +3,7 @@ that misled. Each test failed before its fix."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -248,3 +249,48 @@ def test_progress_is_printed_when_output_is_not_a_terminal(tiny_world: Path, tmp
     assert r.returncode == 0, r.stdout + r.stderr
     assert "  trial 0: step " in r.stdout and ", loss " in r.stdout
     assert "0 failed;" in r.stdout and "in this run" not in r.stdout  # no riddle about zero failures
+
+
+@pytest.fixture
+def read_only_dir(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A directory on a filesystem mounted read-only, holding a study database written before."""
+    where = tmp_path / "ro"
+    where.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(where)], capture_output=True).returncode != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    try:
+        import sqlite3
+
+        with contextlib.closing(sqlite3.connect(where / "demo.db")) as db:  # a database from an earlier run
+            db.execute("create table earlier (x integer)")
+            db.commit()
+        subprocess.run(["mount", "-o", "remount,ro", str(where)], check=True)
+        yield where
+    finally:
+        subprocess.run(["umount", str(where)], capture_output=True)
+
+
+def test_a_study_database_on_a_read_only_filesystem_is_one_line_and_validate_finds_it(
+    read_only_dir: Path, tmp_path: Path, tiny_world: Path
+) -> None:
+    cfg = write_study(tmp_path / "s", tiny_world, name="ro", extra=f"storage: sqlite:///{read_only_dir / 'demo.db'}")
+    for command in ("validate", "search"):
+        r = cli(command, str(cfg))
+        lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+        assert r.returncode == 2 and len(lines) == 1, (command, r.stdout, r.stderr)
+        assert f"storage: the SQLite database {read_only_dir / 'demo.db'} cannot be written" in lines[0]
+        assert "read-only file system" in lines[0] and "Traceback" not in r.stderr
+
+
+def test_validate_loads_the_tokenizer_and_names_what_is_missing(tmp_path: Path, tiny_world: Path) -> None:
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_world / "models" / "v0", model)
+    (model / "tokenizer.json").unlink()
+    cfg = write_study(tmp_path / "s", tiny_world)
+    cfg.write_text(cfg.read_text().replace(f"base_model: {tiny_world}/models/v0", f"base_model: {model}"))
+    r = cli("validate", str(cfg))
+    assert r.returncode == 2, r.stdout
+    assert f"base_model: {model}: cannot load the tokenizer: the checkpoint has no tokenizer files" in r.stderr
+    assert "sentencepiece" not in r.stderr

@@ -9,6 +9,7 @@ password with an unencoded `@` in it (`user:pre@s3cr3t@host`).
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -140,4 +141,14 @@ class StorageURL:
         path = self.sqlite_path
         if path is not None and not path.parent.is_dir():
             return f"directory not found: {path.parent} (for the SQLite database {path})"
+        if path is not None:
+            # SQLite writes a journal beside the file, so its directory must take new files too;
+            # probed for real, which also finds a read-only filesystem (permission bits do not).
+            from recipe_opt._files import unwritable
+
+            why = unwritable(path.parent)
+            if why is None and path.exists() and not os.access(path, os.W_OK):
+                why = "the file is read-only"
+            if why is not None:
+                return f"the SQLite database {path} cannot be written: {why}"
         return None

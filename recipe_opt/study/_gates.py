@@ -1,8 +1,8 @@
 """The release gates: one definition for the search, the front, selection, `apply` and reports.
 
 Every gate is an upper bound on a measured drop or cost, or a lower bound on the gain; its
-constraint value is measured minus bound (bound minus measured for the gain), so <= 0 passes,
-as Optuna's `trial.set_constraint` wants it:
+constraint value is measured minus bound (bound minus measured for the gain; both less a 1e-9
+tolerance for float rounding), so <= 0 passes, as Optuna's `trial.set_constraint` wants it:
 
 | gate | measured | passes when |
 |---|---|---|
@@ -28,8 +28,11 @@ from recipe_opt.config import GatesConfig
 
 __all__ = ["GateCheck", "Scored", "check_gates", "constraints", "failed_reason", "gate_values"]
 
-# "gain > 0" as a constraint that Optuna reads as feasible at <= 0: 1e-9 - gain. Exact-match
-# gains move in steps of 1/items (0.0016 on a 614-item suite), so 1e-9 parts only 0 from > 0.
+# Scores are means over 0/1 items, so a drop equal to its bound comes out of float arithmetic a
+# hair either side of it (1.0 - 0.95 = 0.05000000000000004): "at most the bound" allows that
+# rounding. And "gain > 0" becomes 1e-9 - gain <= 0. Exact-match scores move in steps of
+# 1/items (0.0016 on a 614-item suite), so 1e-9 parts only rounding from a real difference.
+TOLERANCE = 1e-9
 STRICT_MARGIN = 1e-9
 
 
@@ -64,7 +67,7 @@ class GateCheck:
 def _upper(gate: str, measured: float, bound: float | None, note: str) -> GateCheck:
     if bound is None:
         return GateCheck(gate, measured, None, True, note)
-    c = measured - bound
+    c = measured - bound - TOLERANCE
     return GateCheck(gate, measured, bound, c <= 0, note + f" (bound {bound:g})", c)
 
 
@@ -100,7 +103,7 @@ def check_gates(
         c = STRICT_MARGIN - gain
         checks.append(GateCheck("min_gain", gain, None, c <= 0, note, c))
     else:
-        c = gates.min_gain - gain
+        c = gates.min_gain - gain - TOLERANCE
         checks.append(GateCheck("min_gain", gain, gates.min_gain, c <= 0, note, c))
     if "cost" in scored.values:
         value = scored.values["cost"]

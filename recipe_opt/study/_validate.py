@@ -3,7 +3,8 @@
 A file is read as whichever schema shares more of its keys (studies win ties). A study config is
 checked as the study would use it: its search space, its eval tasks, and every data file read
 and parsed (no tokenizer: that needs the model), so a malformed row is found here, with its file
-and line, rather than at search time. Imports no torch.
+and line, rather than at search time; so are the tokenizer (the model's weights are read when
+the study runs) and the storage (reached, and for SQLite written to a probe file).
 """
 
 from __future__ import annotations
@@ -15,8 +16,18 @@ from recipe_opt._yaml import load_yaml_mapping
 from recipe_opt.config import StudyConfig, load_study_config
 from recipe_opt.data import parse_rows, read_rows
 from recipe_opt.evaluate import find_tasks
-from recipe_opt.exceptions import ConfigError, ConfigProblem, DataError, EvaluationError, RecipeOptError
+from recipe_opt.exceptions import (
+    ConfigError,
+    ConfigProblem,
+    DataError,
+    EvaluationError,
+    RecipeOptError,
+    StudyError,
+    TrainingError,
+)
 from recipe_opt.space import SpaceFile, load_search_space
+from recipe_opt.study._storage import check_storage
+from recipe_opt.train import load_tokenizer
 
 __all__ = ["FileCheck", "check_sources", "validate_file"]
 
@@ -74,6 +85,15 @@ def validate_file(path: Path) -> FileCheck:
                 found.append(ConfigProblem(str(path), "evaluation", str(exc)))
             out.details, data_problems = check_sources(cfg, str(path))
             found += data_problems
+            if cfg.base_model_kind == "dir":  # a lineage reference or hub id is resolved when the study runs
+                try:
+                    load_tokenizer(cfg.base_model_path, trust_remote_code=cfg.trust_remote_code)
+                except TrainingError as exc:
+                    found.append(ConfigProblem(str(path), "base_model", str(exc)))
+            try:
+                check_storage(cfg)
+            except StudyError as exc:
+                found.append(ConfigProblem(str(path), "storage", str(exc)))
             if found:
                 raise ConfigError(found)
             out.kind = f"study config ({len(cfg.sources.new)} new sources, {len(ev.retention)} retention suites)"

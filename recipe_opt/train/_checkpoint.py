@@ -19,6 +19,11 @@ from recipe_opt.exceptions import TrainingError
 __all__ = ["BaseModel", "load_base_model", "load_tokenizer", "model_skeleton", "state_checksum"]
 
 
+# What a saved tokenizer holds: a fast tokenizer's tokenizer.json, a sentencepiece model, a BPE
+# vocabulary (GPT-2's vocab.json + merges.txt) or a WordPiece one; tokenizer_config.json alone is none.
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "spiece.model", "vocab.json", "vocab.txt")
+
+
 def _checkpoint_dir(path: str | Path) -> Path:
     path = Path(path)
     if not (path / "config.json").is_file():
@@ -42,6 +47,12 @@ def load_tokenizer(path: str | Path, *, trust_remote_code: bool = False) -> Any:
     from transformers import AutoTokenizer
 
     path = _checkpoint_dir(path)
+    if not any((path / f).is_file() for f in _TOKENIZER_FILES):
+        # transformers would try to convert a slow tokenizer and fail on sentencepiece instead.
+        raise TrainingError(
+            f"{path}: cannot load the tokenizer: the checkpoint has no tokenizer files "
+            f"({', '.join(_TOKENIZER_FILES)}); save the tokenizer beside the model (`tokenizer.save_pretrained`)"
+        )
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True, trust_remote_code=trust_remote_code)
     except Exception as exc:
