@@ -49,6 +49,8 @@ def write_study(
 ) -> Path:
     """A study config for `world`, written the way the README tells users to."""
     directory.mkdir(parents=True, exist_ok=True)
+    # A top-level key in `extra` replaces the template's (a YAML key given twice is an error).
+    overridden = {line.split(":", 1)[0] for line in extra.splitlines() if line and not line[0].isspace()}
     space_path = directory / "space.yaml"
     space_path.write_text(space or (REPO / "search_spaces" / "default.yaml").read_text())
     cfg = directory / "study.yaml"
@@ -83,6 +85,11 @@ output_dir: out
 {extra}
 """
     )
+    if overridden:
+        lines = cfg.read_text().splitlines()
+        first = len(lines) - len(extra.splitlines())  # where `extra` starts
+        kept = [ln for i, ln in enumerate(lines) if i >= first or ln.split(":", 1)[0] not in overridden]
+        cfg.write_text("\n".join(kept) + "\n")
     return cfg
 
 

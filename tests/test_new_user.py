@@ -99,9 +99,9 @@ def test_a_killed_trials_recipe_runs_before_recipes_not_yet_started(tiny_world: 
     r = cli("search", str(cfg))
     assert r.returncode == 0, r.stdout + r.stderr
     study = optuna.load_study(study_name="requeue", storage=url)
-    complete = [t for t in study.trials if t.state.name == "COMPLETE"]
+    complete = sorted((t for t in study.trials if t.state.name == "COMPLETE"), key=lambda t: t.datetime_start)
     assert len(complete) == 3 and study.trials[1].state.name == "FAIL"
-    # The retry ran next, not behind the six design recipes still waiting.
+    # The retry ran next (the resumed run's first trial), not behind the six design recipes waiting.
     assert complete[1].params == killed and complete[1].system_attrs.get("failed_trial") == 1
 
 
