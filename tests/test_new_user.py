@@ -267,7 +267,7 @@ def read_only_dir(tmp_path: Path):  # type: ignore[no-untyped-def]
         subprocess.run(["mount", "-o", "remount,ro", str(where)], check=True)
         yield where
     finally:
-        subprocess.run(["umount", str(where)], capture_output=True)
+        subprocess.run(["umount", "-l", str(where)], capture_output=True)  # lazily: gone even if still open
 
 
 def test_a_study_database_on_a_read_only_filesystem_is_one_line_and_validate_finds_it(
