@@ -72,7 +72,7 @@ def run_local_workers(
     Returns None when the study's budget was reached (or the workers stopped as asked), or the
     exit status to leave with when the workers could not finish it.
     """
-    from recipe_opt.study import ATTR_BUDGET, StudyRecord, TrialSummary, count_trials
+    from recipe_opt.study import ATTR_BUDGET, TrialRecord, TrialSummary, count_trials
 
     log_dir = cfg.output_path / "workers"
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -101,10 +101,11 @@ def run_local_workers(
     }  # a resumed study's earlier trials are not news
 
     def show_new() -> None:
-        for t in StudyRecord.read(study).trials:
-            if t.number in shown or not t.finished:
+        for frozen in study.get_trials(deepcopy=False):
+            if frozen.number in shown or not frozen.state.is_finished():
                 continue
-            shown.add(t.number)
+            shown.add(frozen.number)
+            t = TrialRecord.read(frozen, None, ())
             reason = None if t.failure is None else str(t.failure)
             summary = TrialSummary(t.number, t.state, t.values, t.recipe, t.seconds or 0.0, reason, worker=t.worker)
             reporter.trial_finished(summary)

@@ -27,13 +27,19 @@ from recipe_opt.exceptions import ConfigError, RecipeOptError, StudyError, first
 from recipe_opt.recipe import Recipe
 from recipe_opt.registry import SAMPLERS
 from recipe_opt.space import SearchSpace
-from recipe_opt.study._attrs import ATTR_BASE_CHECKSUM, ATTR_BASE_EVAL, ATTR_BUDGET, ATTR_DATA, ATTR_ORIGIN
+from recipe_opt.study._attrs import (
+    ATTR_BASE_CHECKSUM,
+    ATTR_BASE_EVAL,
+    ATTR_BUDGET,
+    ATTR_DATA,
+    ATTR_ORIGIN,
+    ATTR_PROXY_TFLOPS,
+)
 from recipe_opt.study._base import resolve_base_model, resolve_space
 from recipe_opt.study._gates import Scored
 from recipe_opt.study._lock import exclusive_study
 from recipe_opt.study._objective import Measurement, Objective
 from recipe_opt.study._progress import Reporter, SilentReporter
-from recipe_opt.study._records import StudyRecord
 from recipe_opt.study._setup import Setup, build_setup
 from recipe_opt.study._storage import check_storage, fail_interrupted_trials, open_storage, open_study
 from recipe_opt.study._warm import WarmStartRequest, plan_warm_start
@@ -53,8 +59,11 @@ def create_sampler(name: str, seed: int, n_startup_trials: int) -> optuna.sample
 
 
 def proxy_compute(study: optuna.Study) -> float:
-    """TFLOP the study's proxies have spent so far, pruned and failed trials included."""
-    return StudyRecord.read(study).proxy_compute()
+    """TFLOP the study's proxies have spent so far, pruned and failed trials included.
+
+    The trial loop asks before every trial, so this reads the one attribute, not whole records
+    (`StudyRecord.proxy_compute` gives the same sum)."""
+    return sum(float(t.user_attrs.get(ATTR_PROXY_TFLOPS, 0.0)) for t in study.get_trials(deepcopy=False))
 
 
 @dataclass(frozen=True)
