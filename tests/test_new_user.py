@@ -51,7 +51,8 @@ def _running(url: str, name: str, number: int) -> bool:
 def test_a_second_search_on_a_sqlite_study_is_refused_and_a_killed_one_leaves_no_lock(
     tiny_world: Path, tmp_path: Path
 ) -> None:
-    cfg = write_study(tmp_path, tiny_world, name="two", n_trials=4)
+    # Twelve trials: the first run is still at them when the second has loaded its model.
+    cfg = write_study(tmp_path, tiny_world, name="two", n_trials=12)
     url = f"sqlite:///{tmp_path / 'demo.db'}"
     first = subprocess.Popen(
         [sys.executable, "-m", "recipe_opt", "search", str(cfg)],
@@ -72,16 +73,16 @@ def test_a_second_search_on_a_sqlite_study_is_refused_and_a_killed_one_leaves_no
             first.kill()
     assert first.returncode == 0, out + err
     study = optuna.load_study(study_name="two", storage=url)
-    assert [t.state.name for t in study.trials] == ["COMPLETE"] * 4  # the first run lost nothing
+    assert [t.state.name for t in study.trials] == ["COMPLETE"] * 12  # the first run lost nothing
 
     # Killed outright while holding the lock: the operating system releases it with the process.
-    third = subprocess.Popen([sys.executable, "-m", "recipe_opt", "search", str(cfg), "--n-trials", "6"])
-    _wait_for(lambda: _running(url, "two", 4))
+    third = subprocess.Popen([sys.executable, "-m", "recipe_opt", "search", str(cfg), "--n-trials", "14"])
+    _wait_for(lambda: _running(url, "two", 12))
     third.send_signal(signal.SIGKILL)
     third.wait()
-    resumed = cli("search", str(cfg), "--n-trials", "6")
+    resumed = cli("search", str(cfg), "--n-trials", "14")
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    assert "resuming study 'two' at 4 finished trials" in resumed.stdout
+    assert "resuming study 'two' at 12 finished trials" in resumed.stdout
 
 
 @pytest.mark.integration

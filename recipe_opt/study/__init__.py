@@ -8,6 +8,8 @@ Which module owns what:
 | `_base` | the base model's weights (lineage, hub), data manifest, the space resolved against the model |
 | `_setup` | what is built once per process: base model, tokenised data, trainer, evaluators |
 | `_storage` | the database, `open_study` / `load_study`, the resume fingerprint |
+| `_lock` | one process at a time on a SQLite study (`<database>.lock`) |
+| `_progress` | the `Reporter` protocol the study reports progress to, and `TrialSummary` |
 | `_objective` | one trial: sample, proxy-train, score, set the gates as constraints; early-stopping rungs |
 | `_gates` | the release gates, one definition for search, selection, apply and reports |
 | `_records` | `TrialRecord` / `StudyRecord`: the one reader of what a study stores |
