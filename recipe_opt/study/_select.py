@@ -22,7 +22,7 @@ from recipe_opt.lineage import LineageStore
 from recipe_opt.recipe import Recipe
 from recipe_opt.registry import POLICIES
 from recipe_opt.space import SearchSpace
-from recipe_opt.study._attrs import ATTR_SELECTION
+from recipe_opt.study._attrs import ATTR_SELECTION, ATTR_SPACE
 from recipe_opt.study._base import data_manifest, file_sha256
 from recipe_opt.study._gates import Scored, check_gates
 from recipe_opt.study._records import StudyRecord, TrialRecord
@@ -283,7 +283,7 @@ def select_and_record(
     if (reruns if reruns is not None else cfg.selection.reruns) > 0 and rerunner is None:
         raise StudyError("re-running candidates needs the model: pass a rerunner")
     selected = select_recipe(study, cfg, policy=policy, weights=weights, rerunner=rerunner, reruns=reruns, top_k=top_k)
-    recorded = StudyRecord.read(study).space
+    recorded = study.user_attrs.get(ATTR_SPACE)  # the one attribute: no need to read every trial again
     spec: SearchSpace | dict[str, Any] = recorded if recorded is not None else (space or {})
     path, _ = record_selection(cfg, study, spec, selected)
     return selected, path
