@@ -9,7 +9,7 @@ each trial's phases from what the package itself records with every trial (nothi
 recipe-opt is wrapped or patched):
 
   base-model load   once per process (shown amortised over the trials): from the runner's
-                    "loading base model" phase message to its next one (a `SearchReporter`)
+                    "loading base model" phase message to its next one (a `Reporter`)
   adapter setup     `TrainResult.setup_seconds`: peft injection, AdamW, LR scheduler,
                     `Accelerator.prepare`
   training          `TrainResult.step_seconds`: the step loop less batch preparation and rung
@@ -123,7 +123,7 @@ def machine(load_at_start: tuple[float, ...]) -> dict[str, Any]:
 
 
 class PhaseReporter:
-    """A `SearchReporter` that timestamps the runner's phase messages and marks the running trial."""
+    """A `Reporter` that timestamps the runner's phase messages and marks the running trial."""
 
     def __init__(self) -> None:
         self.phases: list[tuple[float, str]] = []

@@ -13,7 +13,7 @@ from recipe_opt.registry._objectives import (
     objective_values,
     values_of,
 )
-from recipe_opt.registry._policies import POLICIES, Policy, scaled
+from recipe_opt.registry._policies import POLICIES, Policy
 from recipe_opt.registry._samplers import SAMPLERS, SamplerSpec
 
 __all__ = [
@@ -27,6 +27,5 @@ __all__ = [
     "Registry",
     "SamplerSpec",
     "objective_values",
-    "scaled",
     "values_of",
 ]

@@ -22,7 +22,7 @@ Which module owns what:
 | `_validate` | `recipe-opt validate`'s checks |
 """
 
-from recipe_opt.study._apply import ApplyResult, FullRun, ReleaseCheck, apply_selected, release_checks, run_full
+from recipe_opt.study._apply import ApplyResult, FullRun, apply_selected, release_checks, run_full
 from recipe_opt.study._attrs import (
     ATTR_BASE_EVAL,
     ATTR_BUDGET,
@@ -41,7 +41,7 @@ from recipe_opt.study._fidelity import FidelityReport, fidelity_report, spearman
 from recipe_opt.study._gates import GateCheck, Scored, check_gates, constraints, failed_reason, gate_values
 from recipe_opt.study._inputs import load_inputs
 from recipe_opt.study._objective import Measurement, Objective
-from recipe_opt.study._progress import Reporter, SearchReporter, SilentReporter, TrialSummary
+from recipe_opt.study._progress import Reporter, SilentReporter, TrialSummary
 from recipe_opt.study._records import Failure, StudyRecord, TrialRecord, failure_reason
 from recipe_opt.study._runner import StudyRunner, create_sampler, proxy_compute
 from recipe_opt.study._select import (
@@ -80,11 +80,9 @@ __all__ = [
     "LoopOutcome",
     "Measurement",
     "Objective",
-    "ReleaseCheck",
     "Reporter",
     "Rerunner",
     "Scored",
-    "SearchReporter",
     "SelectedRecipe",
     "Setup",
     "SilentReporter",

@@ -32,11 +32,7 @@ from recipe_opt.study._runner import StudyRunner
 from recipe_opt.study._select import weights_fingerprint
 from recipe_opt.study._setup import Setup
 
-__all__ = ["ApplyResult", "FullRun", "ReleaseCheck", "apply_selected", "release_checks", "run_full", "suite_scores"]
-
-
-# The gate checks of a release are the gates' own (one definition: `_gates.check_gates`).
-ReleaseCheck = GateCheck
+__all__ = ["ApplyResult", "FullRun", "apply_selected", "release_checks", "run_full", "suite_scores"]
 
 
 @dataclass(frozen=True)
@@ -67,7 +63,7 @@ class FullRun:
 class ApplyResult:
     version: VersionInfo
     released: bool
-    checks: list[ReleaseCheck]
+    checks: list[GateCheck]  # the gates' own checks (`check_gates`), on the full run
     reasons: list[str]
     proxy: dict[str, Any]
     full: FullRun

@@ -67,6 +67,8 @@ ATTR_DATA = "data"
 
 def set_failure(trial: Any, kind: str, reason: str) -> None:
     """Record why `trial` (anything with `set_user_attr`) ended: the words, and apart, the kind."""
+    if kind not in FAILURE_KINDS:
+        raise ValueError(f"`kind` must be one of {FAILURE_KINDS}, but got {kind!r}")
     trial.set_user_attr(ATTR_FAILURE, reason)
     trial.set_user_attr(ATTR_FAILURE_KIND, kind)
 

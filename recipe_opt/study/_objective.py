@@ -15,7 +15,7 @@ from typing import Any
 import optuna
 
 from recipe_opt.config import StudyConfig
-from recipe_opt.evaluate import PRIMARY_METRIC, Evaluation, Outcome
+from recipe_opt.evaluate import Evaluation, Outcome
 from recipe_opt.exceptions import first_line
 from recipe_opt.recipe import Recipe
 from recipe_opt.registry import objective_values
@@ -31,7 +31,7 @@ from recipe_opt.study._attrs import (
 )
 from recipe_opt.study._gates import Scored, check_gates, constraints
 from recipe_opt.study._progress import Reporter, TrialSummary
-from recipe_opt.study._records import dominates
+from recipe_opt.study._records import dominates, new_task_scores
 from recipe_opt.study._setup import Setup
 from recipe_opt.train import EarlyStop, RungFn, TrainResult, TrialInterrupted, TrialStopped
 
@@ -45,10 +45,6 @@ class _Inputs:
     gain: float
     forgetting: float
     cost_tflops: float
-
-
-def new_task_scores(before: Evaluation, after: Evaluation, tasks: tuple[str, ...]) -> dict[str, tuple[float, float]]:
-    return {t: (float(before.tasks[t][PRIMARY_METRIC]), float(after.tasks[t][PRIMARY_METRIC])) for t in tasks}
 
 
 @dataclass
@@ -72,7 +68,7 @@ class Measurement:
         new: tuple[str, ...],
     ) -> Measurement:
         values = objective_values(_Inputs(outcome.gain, outcome.forgetting, cost_tflops))
-        scores = new_task_scores(before, after, new)
+        scores = new_task_scores(before.tasks, after.tasks, new)
         metrics = {
             **values,
             "forgetting_per_suite": dict(outcome.forgetting_per_suite),

@@ -8,7 +8,7 @@ from typing import Protocol
 
 from recipe_opt.recipe import Recipe
 
-__all__ = ["Reporter", "SearchReporter", "SilentReporter", "TrialSummary"]
+__all__ = ["Reporter", "SilentReporter", "TrialSummary"]
 
 
 @dataclass(frozen=True)
@@ -32,9 +32,6 @@ class Reporter(Protocol):
     def step(self, done: int, total: int, loss: float) -> None: ...
 
     def trial_finished(self, summary: TrialSummary) -> None: ...
-
-
-SearchReporter = Reporter  # the name it had before 0.3
 
 
 class SilentReporter:

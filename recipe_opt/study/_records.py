@@ -90,12 +90,7 @@ class TrialRecord:
                 "worker lost",
                 f"worker lost: {who} stopped heartbeating (killed, or its machine or connection was lost)",
             )
-        after = metrics.get("tasks_after") or {}
-        scores = {}
-        if base is not None and after:
-            for task in new_tasks:
-                if task in base.tasks and task in after:
-                    scores[task] = (float(base.tasks[task][PRIMARY_METRIC]), float(after[task][PRIMARY_METRIC]))
+        scores = new_task_scores(base.tasks if base else {}, metrics.get("tasks_after") or {}, new_tasks)
         start, end = t.datetime_start, t.datetime_complete
         retry = t.system_attrs.get("failed_trial")
         return cls(
@@ -146,6 +141,17 @@ class TrialRecord:
 
     def feasible(self, gates: GatesConfig, suites: Sequence[str] | None = None) -> bool:
         return self.complete and all(c.passed for c in self.checks(gates, suites))
+
+
+def new_task_scores(
+    before: Mapping[str, Mapping[str, float]], after: Mapping[str, Mapping[str, float]], tasks: Sequence[str]
+) -> dict[str, tuple[float, float]]:
+    """(before, after) primary score of each new task that both evaluations measured."""
+    return {
+        t: (float(before[t][PRIMARY_METRIC]), float(after[t][PRIMARY_METRIC]))
+        for t in tasks
+        if t in before and t in after
+    }
 
 
 def dominates(a: Mapping[str, float], b: Mapping[str, float], objectives: Sequence[str]) -> bool:
