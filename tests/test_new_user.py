@@ -118,6 +118,100 @@ def test_when_no_trial_passes_the_report_says_so_with_the_closest_trials(tiny_wo
     assert "**Nothing selected:**" in summary and "| min_gain: new-task gain" in summary.replace("\\|", "|")
 
 
+# The end of a search killed after its lineage rows are written but before they commit: the
+# process dies inside the transaction, as a power cut or the OOM killer would stop it.
+_KILL_IN_THE_END_OF_SEARCH = """
+import os, signal, sys
+from recipe_opt.lineage import LineageStore
+from recipe_opt.cli import main
+
+written = LineageStore.record_selection
+def record_then_die(self, *args, **kwargs):
+    written(self, *args, **kwargs)
+    os.kill(os.getpid(), signal.SIGKILL)
+LineageStore.record_selection = record_then_die
+sys.argv = ["recipe-opt", "search", sys.argv[1]]
+main()
+"""
+
+
+@pytest.mark.integration
+def test_a_kill_during_the_end_of_search_leaves_all_of_its_writes_or_none(tiny_world: Path, tmp_path: Path) -> None:
+    import sqlalchemy as sa
+
+    cfg = write_study(tmp_path, tiny_world, name="endkill", n_trials=2)
+    url = f"sqlite:///{tmp_path / 'demo.db'}"
+    killed = subprocess.run(
+        [sys.executable, "-c", _KILL_IN_THE_END_OF_SEARCH, str(cfg)], capture_output=True, text=True
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
+
+    def written() -> tuple[int, int, bool, bool]:
+        engine = sa.create_engine(url)
+        with engine.connect() as c:
+            rows = c.execute(sa.text("SELECT count(*) FROM lineage_selections")).scalar_one()
+            versions = c.execute(sa.text("SELECT count(*) FROM lineage_model_versions")).scalar_one()
+        engine.dispose()
+        attr = "selection" in optuna.load_study(study_name="endkill", storage=url).user_attrs
+        return rows, versions, attr, (tmp_path / "out" / "recipe.yaml").exists()
+
+    assert written() == (0, 0, False, False)  # none of them
+    r = cli("report", str(cfg))  # a study without a selection still reports, in one line if at all
+    assert "Traceback" not in r.stdout + r.stderr, r.stdout + r.stderr
+    again = cli("search", str(cfg))  # the trials are done: the resumed search only selects
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert written() == (1, 1, True, True)  # all of them
+    trials = optuna.load_study(study_name="endkill", storage=url).trials
+    assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE"]
+
+
+def test_the_selection_attribute_commits_with_the_lineage_rows(tiny_world: Path, tmp_path: Path, url: str) -> None:
+    import sqlalchemy as sa
+
+    from recipe_opt.config import load_study_config
+    from recipe_opt.recipe import Adapter, Budget, Mixture, Recipe, Replay, Schedule
+    from recipe_opt.study import SelectedRecipe, record_selection
+
+    cfg = load_study_config(write_study(tmp_path, tiny_world, name="atomic", extra=f'storage: "{url}"'))
+    study = optuna.create_study(study_name="atomic", storage=url, directions=["maximize", "minimize", "minimize"])
+    recipe = Recipe(
+        Mixture.from_mapping({"mul": 0.5, "add_text": 0.5}),
+        Replay(0.2),
+        Schedule(1e-3, 0.0, "cosine"),
+        Adapter(8, 2.0, ("q_proj", "v_proj")),
+        Budget(100, 16),
+    )
+    selected = SelectedRecipe(0, recipe, {"gain": 0.3, "forgetting": 0.0, "cost": 0.1}, "rule", "why", "knee", {})
+    from recipe_opt.lineage import LineageStore
+    from recipe_opt.study._storage import set_study_attr_in
+
+    with LineageStore(url) as store:  # the attribute is written inside the lineage's transaction
+        with pytest.raises(RuntimeError), store.session() as session:
+            assert set_study_attr_in(session, study, "probe", {"a": 1})
+            raise RuntimeError("interrupted before the commit")
+        assert "probe" not in study.user_attrs
+        with store.session() as session:
+            set_study_attr_in(session, study, "probe", {"a": 1})
+        assert study.user_attrs["probe"] == {"a": 1}
+
+    (tmp_path / "out").write_text("a file where the output directory should be")  # the last write fails
+
+    def rows() -> int:
+        engine = sa.create_engine(url)
+        with engine.connect() as c:
+            n = c.execute(sa.text("SELECT count(*) FROM lineage_selections")).scalar_one()
+        engine.dispose()
+        return int(n)
+
+    with pytest.raises(OSError):
+        record_selection(cfg, study, {}, selected)
+    assert rows() == 0 and "selection" not in study.user_attrs  # rolled back with the file
+    (tmp_path / "out").unlink()
+    path, _ = record_selection(cfg, study, {}, selected)
+    assert rows() == 1 and path.is_file()
+    assert study.user_attrs["selection"]["recipe_hash"] == recipe.content_hash  # in the same commit
+
+
 # ---- errors that were not one line, or no error at all ----------------------------------------
 def test_a_bom_at_the_start_of_a_data_file_is_read_as_utf8(tmp_path: Path) -> None:
     from recipe_opt.data import parse_rows, read_rows

@@ -3,13 +3,14 @@ write and every query over model families and versions, update cycles, recipes, 
 evaluations, release decisions and proxy-vs-full fidelity records. Imports no torch.
 
 Every write is one transaction: a failure leaves nothing half-written. Reads return plain frozen
-dataclasses (`_views`), safe to use after the session closes. Row lookups live in `_rows`.
+dataclasses (`_views`), safe to use after the session closes. Row lookups live in `_rows`; the
+writes of `apply` and `rollback` (a version's release) in `_releases`.
 """
 
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -30,22 +31,22 @@ from recipe_opt.lineage._models import (
     Selection,
     UpdateCycle,
 )
+from recipe_opt.lineage._releases import _Releases
 from recipe_opt.lineage._rows import (
     _check_family,
     _cycle_row,
-    _evaluation,
     _family_row,
     _new_version,
     _recipe_row,
     _version_row,
 )
-from recipe_opt.lineage._views import FidelityPair, SelectionRecord, SuiteScore, VersionInfo, _info
+from recipe_opt.lineage._views import SelectionRecord, VersionInfo, _info
 from recipe_opt.recipe import Recipe
 
 __all__ = ["LineageStore"]
 
 
-class LineageStore:
+class LineageStore(_Releases):
     """Typed access to the `lineage_*` tables; migrates them to the current schema on open."""
 
     def __init__(self, url: str, *, engine: Engine | None = None, migrate: bool = True) -> None:
@@ -60,6 +61,7 @@ class LineageStore:
         except SQLAlchemyError as exc:
             raise LineageError(f"cannot open the lineage store: {_db_error(exc)}") from None
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._open: Session | None = None  # the transaction `session()` has open, joined by nested calls
 
     @staticmethod
     def head() -> str:
@@ -76,10 +78,21 @@ class LineageStore:
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        """One transaction: committed on success, rolled back (nothing half-written) on error."""
+        """One transaction: committed on success, rolled back (nothing half-written) on error.
+
+        Inside an open `session()` every method of the store joins that transaction, so several
+        writes (and a caller's own, on the session it yields) commit together or not at all.
+        """
+        if self._open is not None:
+            yield self._open
+            return
         try:
             with self._sessions() as s, s.begin():
-                yield s
+                self._open = s
+                try:
+                    yield s
+                finally:
+                    self._open = None
         except SQLAlchemyError as exc:
             raise LineageError(f"lineage store {self.url.split('://')[0]}: {_db_error(exc)}") from None
 
@@ -314,151 +327,6 @@ class LineageStore:
             s.add(row)
             s.flush()
             return row.id
-
-    # ---- apply: a new version with its evaluations and the release decision --------------------
-    def record_apply(
-        self,
-        *,
-        study_name: str,
-        name: str,
-        weights_uri: str,
-        weights_checksum: str,
-        tier: str | None,
-        recipe: Recipe,
-        trial_number: int | None,
-        released: bool,
-        checks: Sequence[Mapping[str, Any]],
-        reasons: Sequence[str],
-        metrics: Mapping[str, Any],
-        parent_scores: Sequence[SuiteScore],
-        scores: Sequence[SuiteScore],
-        proxy: Mapping[str, Any],
-        full: Mapping[str, Any],
-    ) -> VersionInfo:
-        """Register the version an `apply` produced, in one transaction: the version (parent =
-        the cycle's base), both models' suite scores, the proxy-vs-full record, the release
-        decision, and (if released) the family's current version."""
-        with self.session() as s:
-            cycle = _cycle_row(s, study_name)
-            if cycle is None:
-                raise LineageError(f"study {study_name!r} has no update cycle in the lineage (run `select` first)")
-            parent = cycle.base_version
-            family = parent.family
-            if _version_row(s, family, name) is not None:
-                raise LineageError(f"version {family}/{name} already exists: pass another version name")
-            row = _new_version(
-                s,
-                family,
-                name,
-                weights_uri=weights_uri,
-                weights_checksum=weights_checksum,
-                tier=tier or parent.tier,
-                parent=parent.name,
-                data_manifest=cycle.data_manifest,
-                description=f"apply of {study_name} trial {trial_number}",
-                status="released" if released else "rejected",
-            )
-            rec = _recipe_row(s, recipe)
-            have = {
-                e.suite
-                for e in s.scalars(
-                    select(Evaluation).where(Evaluation.version_id == parent.id, Evaluation.cycle_id == cycle.id)
-                )
-            }
-            for sc in parent_scores:
-                if sc.suite not in have:  # the parent's scores are kept once per cycle and suite
-                    s.add(_evaluation(parent, cycle, sc))
-            for sc in scores:
-                s.add(_evaluation(row, cycle, sc))
-            s.add(
-                FidelityRecord(
-                    cycle=cycle,
-                    recipe=rec,
-                    trial_number=trial_number,
-                    origin="apply",
-                    proxy=dict(proxy),
-                    full=dict(full),
-                )
-            )
-            fam = _family_row(s, family)
-            previous = fam.current_version_id
-            s.add(
-                ReleaseDecision(
-                    family=family,
-                    action="release" if released else "reject",
-                    version=row,
-                    previous_version_id=previous,
-                    cycle=cycle,
-                    recipe=rec,
-                    checks=[dict(c) for c in checks],
-                    reasons=list(reasons),
-                    metrics=dict(metrics),
-                )
-            )
-            if released:
-                fam.current_version = row
-            s.flush()
-            return _info(s, row)
-
-    def fidelity_pairs(self, family: str) -> list[FidelityPair]:
-        with self.session() as s:
-            _check_family(s, family)
-            rows = s.scalars(
-                select(FidelityRecord)
-                .join(UpdateCycle)
-                .join(ModelVersion, UpdateCycle.base_version_id == ModelVersion.id)
-                .where(ModelVersion.family == family)
-                .order_by(FidelityRecord.id)
-            )
-            return [
-                FidelityPair(r.cycle.study_name, r.recipe.content_hash, r.trial_number, r.origin, r.proxy, r.full)
-                for r in rows
-            ]
-
-    # ---- rollback ------------------------------------------------------------------------------
-    def rollback(self, family: str, to: str | None = None) -> tuple[VersionInfo, VersionInfo]:
-        """Make an ancestor of the current version current again (default: its parent).
-
-        The version rolled back from is marked `rolled-back`; returns (from, to).
-        """
-        with self.session() as s:
-            _check_family(s, family)
-            fam = _family_row(s, family)
-            current = fam.current_version
-            if current is None:
-                raise LineageError(f"family {family!r} has no current version")
-            ancestors: list[ModelVersion] = []
-            node = current.parent
-            while node is not None:
-                ancestors.append(node)
-                node = node.parent
-            if not ancestors:
-                raise LineageError(f"{family}/{current.name} has no parent to roll back to")
-            if to is None:
-                target = ancestors[0]
-            else:
-                match = [a for a in ancestors if a.name == to]
-                if not match:
-                    chain = " -> ".join(a.name for a in ancestors)
-                    raise LineageError(
-                        f"`--to {to}` is not an ancestor of the current version {current.name} (ancestors: {chain})"
-                    )
-                target = match[0]
-            current.status = "rolled-back"
-            fam.current_version = target
-            s.add(
-                ReleaseDecision(
-                    family=family,
-                    action="rollback",
-                    version=target,
-                    previous_version_id=current.id,
-                    checks=[],
-                    reasons=[f"rolled back from {current.name} to {target.name}"],
-                    metrics={},
-                )
-            )
-            s.flush()
-            return _info(s, current), _info(s, target)
 
     # ---- queries -----------------------------------------------------------------------------
     def latest_selection(self, study_name: str) -> SelectionRecord | None:

@@ -26,6 +26,7 @@ from recipe_opt.study._attrs import ATTR_SELECTION, ATTR_SPACE
 from recipe_opt.study._base import data_manifest, file_sha256
 from recipe_opt.study._gates import Scored, check_gates
 from recipe_opt.study._records import StudyRecord, TrialRecord
+from recipe_opt.study._storage import set_study_attr_in
 
 __all__ = [
     "Rerunner",
@@ -206,61 +207,67 @@ def record_selection(
     *,
     store: LineageStore | None = None,
 ) -> tuple[Path, int]:
-    """Write the selected recipe as YAML and into the lineage store (same database as the study).
+    """Write the selected recipe as YAML, into the lineage store and as the study's `selection`
+    attribute (the study's database holds both): all of them or, if interrupted, none.
 
     `space` is the search space as the study ran it (resolved against the model), or its dump.
     Returns the recipe file and the lineage selection id.
     """
-    # In the order that leaves the least behind if it stops half-way: the recipe file (the write
-    # most likely to fail) before any row, the lineage rows in one transaction, the study's
-    # selection (what `apply` and the reports read) last.
-    path = selected.recipe.save(cfg.output_path / "recipe.yaml")
+    # All or nothing (issue 16): the lineage rows and the study's `selection` attribute (what
+    # `apply` and the reports read) commit in one transaction on the study's database, and the
+    # recipe file is written (atomically) as that transaction's last step: a failed write rolls
+    # the rows back, and a process killed before the commit leaves none of them. Only a kill
+    # inside the commit itself can leave the file without its rows; the next `search` or
+    # `select` then makes the selection again and rewrites it.
+    path = cfg.output_path / "recipe.yaml"
+    spec = space if isinstance(space, dict) else space.spec.model_dump(mode="json")
+    n_complete = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
+    attr = {
+        "trial_number": selected.trial_number,
+        "recipe_hash": selected.recipe.content_hash,
+        "policy": selected.policy,
+        "rule": selected.rule,
+        "reason": selected.reason,
+        "reruns": selected.reruns,
+        "recipe_file": str(path),
+        "gates": selected.gates,
+    }
     own_store = store is None
     store = store or LineageStore(cfg.storage_url)
-    spec = space if isinstance(space, dict) else space.spec.model_dump(mode="json")
     try:
-        version_id = store.ensure_version(
-            cfg.family,
-            cfg.base_version,
-            weights_uri=str(cfg.base_model_path),
-            weights_checksum=weights_fingerprint(cfg.base_model_path),
-        )
-        cycle_id = store.ensure_cycle(
-            cfg.name,
-            base_version_id=version_id,
-            optuna_study_id=study._study_id,
-            objectives={o: d for o, d in zip(cfg.objectives, cfg.directions(), strict=True)},
-            data_manifest=data_manifest(cfg),
-            search_space=spec,
-        )
-        n_complete = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
-        selection_id = store.record_selection(
-            cycle_id,
-            selected.recipe,
-            trial_number=selected.trial_number,
-            policy=selected.policy,
-            rule=selected.rule,
-            reason=selected.reason,
-            values=selected.values,
-            metrics={**selected.metrics, "reruns": selected.reruns},
-            n_complete=n_complete,
-        )
+        with store.session() as session:
+            version_id = store.ensure_version(
+                cfg.family,
+                cfg.base_version,
+                weights_uri=str(cfg.base_model_path),
+                weights_checksum=weights_fingerprint(cfg.base_model_path),
+            )
+            cycle_id = store.ensure_cycle(
+                cfg.name,
+                base_version_id=version_id,
+                optuna_study_id=study._study_id,
+                objectives={o: d for o, d in zip(cfg.objectives, cfg.directions(), strict=True)},
+                data_manifest=data_manifest(cfg),
+                search_space=spec,
+            )
+            selection_id = store.record_selection(
+                cycle_id,
+                selected.recipe,
+                trial_number=selected.trial_number,
+                policy=selected.policy,
+                rule=selected.rule,
+                reason=selected.reason,
+                values=selected.values,
+                metrics={**selected.metrics, "reruns": selected.reruns},
+                n_complete=n_complete,
+            )
+            joined = set_study_attr_in(session, study, ATTR_SELECTION, attr)
+            selected.recipe.save(path)
     finally:
         if own_store:
             store.close()
-    study.set_user_attr(
-        ATTR_SELECTION,
-        {
-            "trial_number": selected.trial_number,
-            "recipe_hash": selected.recipe.content_hash,
-            "policy": selected.policy,
-            "rule": selected.rule,
-            "reason": selected.reason,
-            "reruns": selected.reruns,
-            "recipe_file": str(path),
-            "gates": selected.gates,
-        },
-    )
+    if not joined:  # a study outside the lineage's database (in memory): its attribute alone
+        study.set_user_attr(ATTR_SELECTION, attr)
     return path, selection_id
 
 

@@ -28,7 +28,14 @@ from recipe_opt.study._attrs import (
 )
 from recipe_opt.study._workers import _RetryLostTrial
 
-__all__ = ["check_storage", "fail_interrupted_trials", "load_study", "open_storage", "open_study"]
+__all__ = [
+    "check_storage",
+    "fail_interrupted_trials",
+    "load_study",
+    "open_storage",
+    "open_study",
+    "set_study_attr_in",
+]
 
 
 def check_storage(cfg: StudyConfig) -> None:
@@ -202,3 +209,24 @@ def fail_interrupted_trials(study: optuna.Study, db: StorageURL, max_retry: int)
         storage.set_trial_user_attr(t._trial_id, ATTR_FAILURE_KIND, "interrupted")
         storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
         _RetryLostTrial(max_retry)(study, storage.get_trial(t._trial_id))
+
+
+def set_study_attr_in(session: Any, study: optuna.Study, key: str, value: Any) -> bool:
+    """Set a study user attribute inside `session`'s open transaction, so it commits (or rolls
+    back) with the session's other writes. Returns False, writing nothing, when the study is not
+    in the session's database (an in-memory study): the caller then sets it on its own.
+
+    Written as Optuna's `RDBStorage.set_study_user_attr` writes it: one row of
+    `study_user_attributes` per (study, key), the value as JSON.
+    """
+    import sqlalchemy as sa
+    from optuna.storages._rdb.models import StudyUserAttributeModel
+
+    storage = getattr(study._storage, "_backend", study._storage)  # under Optuna's _CachedStorage
+    if not isinstance(storage, RDBStorage) or storage.engine.url != session.get_bind().url:
+        return False
+    table = StudyUserAttributeModel.__table__
+    study_id = study._study_id
+    session.execute(sa.delete(table).where(table.c.study_id == study_id, table.c.key == key))
+    session.execute(sa.insert(table).values(study_id=study_id, key=key, value_json=json.dumps(value)))
+    return True
