@@ -603,6 +603,40 @@ CASES = [
         ),
         id="storage-password-with-at",
     ),
+    # ---- a space whose single trial does not fit: found from a measured proxy step (issue 16) ------
+    pytest.param(
+        Case(
+            space_set("steps", {"type": "int", "low": 200, "high": 1_000_000_000}),
+            "{space}: steps: one trial at steps 1,000,000,000",
+            also=("(100,000,000 proxy steps) would train for ~", "no trial may train for more than 24.0 h"),
+        ),
+        id="space-steps-beyond-a-day",
+    ),
+    pytest.param(
+        Case(
+            space_set("steps", {"type": "int", "low": 200, "high": 1_000_000_000}),
+            "{space}: steps: one trial at steps 1,000,000,000",
+            argv=("validate", "{study}"),
+        ),
+        id="space-steps-beyond-a-day-validate",
+    ),
+    pytest.param(
+        Case(
+            study_set("trials", {"n_trials": 3, "max_cost": 0.0001}),
+            "{space}: steps: one trial at steps 1,000",
+            also=("more than the study's whole max_cost of 0.0001 TFLOP",),
+        ),
+        id="study-max-cost-below-one-trial",
+    ),
+    pytest.param(
+        Case(
+            space_set("steps", {"type": "int", "low": 200, "high": 200_000}),
+            "{space}: steps: one trial at steps 200,000",
+            argv=("search", "{study}", "--timeout", "60"),
+            also=("longer than the study's whole timeout of 60 s",),
+        ),
+        id="option-timeout-below-one-trial",
+    ),
     # ---- with PostgreSQL storage, failing after the storage was reached --------------------------
     pytest.param(
         Case(

@@ -234,6 +234,39 @@ def test_a_duplicate_key_is_refused_by_validate_too(tmp_path: Path) -> None:
     assert r.returncode == 2 and r.stderr.startswith(f"error: {space}: duplicate key 'peak_lr': on line ")
 
 
+@pytest.mark.integration
+def test_the_projected_cost_of_a_trial_is_what_the_trial_then_spends(tiny_world: Path, tmp_path: Path) -> None:
+    from recipe_opt.config import load_study_config
+    from recipe_opt.space import load_search_space
+    from recipe_opt.study import StudyRunner
+    from recipe_opt.study._projection import _Corner
+    from recipe_opt.train import flops_per_token, lora_params
+
+    cfg = load_study_config(write_study(tmp_path, tiny_world))
+    runner = StudyRunner(cfg, load_search_space(cfg.search_space_path, list(cfg.sources.new)))
+    projection = runner.check_projection(timeout=None, max_cost=None)
+    sets, model = runner.space.spec.target_module_sets, runner.setup.base.model
+    corner = projection.corner
+    # The adapter count from the model's shapes is peft's own count.
+    assert projection.probe.trainable_params == lora_params(model, corner["lora_rank"], sets[corner["target_modules"]])
+    recipe = runner.space.sample(_Corner(sets, corner["target_modules"]), seed=cfg.seed)
+    with runner.setup.trainer.train(recipe) as (_, result):
+        pass
+    assert result.proxy_steps == projection.proxy_steps[1] == 100  # 10% of 1000 steps
+    # The same FLOP count; only the tokens per sequence differ (the probe saw the first 4 batches).
+    assert result.proxy_flops / 1e12 == pytest.approx(projection.proxy_tflop[1], rel=0.15)
+    assert result.full_update_flops / 1e12 == pytest.approx(projection.full_tflop[1], rel=0.15)
+    # The cheapest end: 200 steps (20 proxy steps) at rank 2 on the attention layers only.
+    n, low = projection.probe.frozen_params, 2 * lora_params(model, 1, sets["attention"])
+    ratio = (20 / 100) * flops_per_token(n, low) / flops_per_token(n, projection.probe.trainable_params)
+    assert projection.proxy_steps[0] == 20 and projection.proxy_tflop[0] == pytest.approx(
+        projection.proxy_tflop[1] * ratio
+    )
+    r = cli("validate", str(tmp_path / "study.yaml"))
+    assert r.returncode == 0 and "projected per trial, from a measured proxy step" in r.stdout, r.stdout + r.stderr
+    assert "  proxy        20-100 steps, " in r.stdout
+
+
 # ---- leaks and escaping -----------------------------------------------------------------------
 def test_a_password_with_an_unencoded_at_is_masked_wherever_it_is_shown() -> None:
     from recipe_opt.config import StorageURL, masked_url

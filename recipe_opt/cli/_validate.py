@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from recipe_opt.cli._app import app, console, error
+from recipe_opt.cli._app import app, console, error, quiet_libraries, torch_threads
 
 
 @app.command()
@@ -18,6 +18,8 @@ def validate(
     """Check study configs and search spaces; report every problem at once (exit 2 if any)."""
     from recipe_opt.study._validate import validate_file
 
+    quiet_libraries()
+    torch_threads()  # a study config's check measures a few proxy steps
     problems: list[str] = []
     for path in files:
         check = validate_file(path)

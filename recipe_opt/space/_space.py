@@ -22,7 +22,7 @@ from recipe_opt._yaml import load_yaml_mapping, validate_fields
 from recipe_opt.exceptions import ConfigError, ConfigProblem
 from recipe_opt.recipe import Mixture, Recipe
 from recipe_opt.space._file import FILE_ORDER, SpaceFile, normalise_scalar_shorthand, semantic_problems
-from recipe_opt.space._params import LISTED, PARAMS, Param, build_recipe
+from recipe_opt.space._params import LISTED, PARAM, PARAMS, Param, build_recipe
 from recipe_opt.space._specs import (
     CategoricalSpec,
     FixedMixtureSpec,
@@ -248,6 +248,18 @@ class SearchSpace:
             if point not in points:
                 points.append(point)
         return points
+
+    def extremes(self, name: str) -> tuple[Scalar, ...]:
+        """The values parameter `name` can take at its ends: a range's lowest and highest (on its
+        step), a categorical's choices, a pinned value alone. For projections of cost."""
+        spec = self._spec_of(PARAM[name])
+        if isinstance(spec, FixedSpec):
+            return (spec.fixed,)
+        if isinstance(spec, CategoricalSpec):
+            return tuple(spec.choices)
+        if isinstance(spec, IntSpec):
+            return (spec.low, spec.low + (spec.high - spec.low) // spec.step * spec.step)
+        return (spec.low, spec.high)
 
     def describe(self) -> list[tuple[str, str]]:
         """(parameter, human-readable domain) rows for `recipe-opt validate`."""

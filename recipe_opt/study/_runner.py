@@ -40,6 +40,7 @@ from recipe_opt.study._gates import Scored
 from recipe_opt.study._lock import exclusive_study
 from recipe_opt.study._objective import Measurement, Objective
 from recipe_opt.study._progress import Reporter, SilentReporter
+from recipe_opt.study._projection import Projection, project
 from recipe_opt.study._setup import Setup, build_setup
 from recipe_opt.study._storage import check_storage, fail_interrupted_trials, open_storage, open_study
 from recipe_opt.study._warm import WarmStartRequest, plan_warm_start
@@ -94,6 +95,7 @@ class StudyRunner:
         self.reporter: Reporter = reporter or SilentReporter()
         self.storage: RDBStorage | None = None
         self.outcome: LoopOutcome | None = None
+        self.projection: Projection | None = None  # what one trial costs, measured by `prepare`
         # Trials numbered from here on are this run's (earlier ones, and re-queued leftovers of an
         # interrupted run, are not): the command line's exit status counts only this run's failures.
         self.first_new_trial = 0
@@ -222,14 +224,23 @@ class StudyRunner:
             for params in design[: max(0, len(design) - n_warm)]:
                 study.enqueue_trial(params, user_attrs={ATTR_ORIGIN: "informed initial design"})
 
-    def prepare(self, *, n_trials: int | None = None, warm_start: WarmStartRequest | None = None) -> optuna.Study:
+    def prepare(
+        self,
+        *,
+        n_trials: int | None = None,
+        warm_start: WarmStartRequest | None = None,
+        timeout: float | None = None,
+        max_cost: float | None = None,
+    ) -> optuna.Study:
         """Everything before the first trial, done once per study: tables, study, seeds, base scores.
 
         Creates Optuna's and the lineage store's tables (never by workers: concurrent first-time
         creation fails, optuna#1092), the study with its queued warm-start and informed-design
         recipes, and the base model's scores. Records the trial budget (`n_trials` or the config's)
         in the study, where every worker reads it. Everything that can fail on bad input (storage
-        URL, model, data, eval tasks, warm-start sources) is checked before the storage is written to.
+        URL, model, data, eval tasks, warm-start sources, a space whose one trial would not fit
+        `timeout` s or `max_cost` TFLOP (default: the config's)) is checked before the storage is
+        written to.
         """
         cfg = self.cfg
         self.build()
@@ -240,6 +251,10 @@ class StudyRunner:
             raise ConfigError.single(
                 str(cfg.config_path), "output_dir", f"{cfg.output_path} cannot be written: {problem}"
             )
+        self.check_projection(
+            timeout=cfg.trials.timeout if timeout is None else timeout,
+            max_cost=cfg.trials.max_cost if max_cost is None else max_cost,
+        )
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self.hold_database("search")  # before the tables: two first runs must not race to create them
         self.storage = open_storage(cfg.database, cfg.workers, create_tables=True, label="coordinator")
@@ -257,6 +272,18 @@ class StudyRunner:
             self.reporter.phase("warm start skipped: it seeds a new study, and this one is being resumed")
         self.base_evaluation(study)
         return study
+
+    def check_projection(self, *, timeout: float | None, max_cost: float | None) -> Projection:
+        """Measure a proxy step, show what one trial will cost and take, and refuse (writing
+        nothing) a space whose single trial would not fit the budget (see `_projection`)."""
+        projection = project(self.cfg, self.space, self.setup)
+        for line in projection.lines():
+            self.reporter.phase(line)
+        problems = projection.problems(self.space, max_cost=max_cost, timeout=timeout)
+        if problems:
+            raise ConfigError(problems)
+        self.projection = projection
+        return projection
 
     def attach(self, worker: WorkerInfo | None = None) -> optuna.Study:
         """Join a prepared study (a worker): its tables, study and base scores must exist."""
@@ -371,7 +398,7 @@ class StudyRunner:
         """Prepare (or resume) the study and run it in this process until it holds `n_trials`
         finished trials, `timeout` seconds pass, or its proxy compute reaches `max_cost` TFLOP."""
         try:
-            study = self.prepare(n_trials=n_trials, warm_start=warm_start)
+            study = self.prepare(n_trials=n_trials, warm_start=warm_start, timeout=timeout, max_cost=max_cost)
             self.outcome = self.work(study, timeout=timeout, max_cost=max_cost)
         finally:
             self.close()

@@ -2,9 +2,10 @@
 
 A file is read as whichever schema shares more of its keys (studies win ties). A study config is
 checked as the study would use it: its search space, its eval tasks, and every data file read
-and parsed (no tokenizer: that needs the model), so a malformed row is found here, with its file
-and line, rather than at search time; so are the tokenizer (the model's weights are read when
-the study runs) and the storage (reached, and for SQLite written to a probe file).
+and parsed, so a malformed row is found here, with its file and line, rather than at search
+time; so are the tokenizer and the storage (reached, and for SQLite written to a probe file). When all of that holds, the model is loaded and a few proxy
+steps are measured, to show what one trial will cost and take and to refuse a space whose single
+trial would not fit the study's budget (`_projection`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,10 @@ from recipe_opt.exceptions import (
     TrainingError,
 )
 from recipe_opt.space import SpaceFile, load_search_space
+from recipe_opt.study._base import resolve_space
+from recipe_opt.study._progress import SilentReporter
+from recipe_opt.study._projection import project
+from recipe_opt.study._setup import build_setup
 from recipe_opt.study._storage import check_storage
 from recipe_opt.train import load_tokenizer
 
@@ -94,6 +99,13 @@ def validate_file(path: Path) -> FileCheck:
                 check_storage(cfg)
             except StudyError as exc:
                 found.append(ConfigProblem(str(path), "storage", str(exc)))
+            if not found and cfg.base_model_kind == "dir":
+                # What one trial will cost and take, from a measured step of the real trainer
+                # (the model and data are loaded for it, as the search would load them).
+                resolved = resolve_space(cfg, space)
+                projection = project(cfg, resolved, build_setup(cfg, SilentReporter()))
+                out.details += projection.lines()
+                found += projection.problems(resolved, max_cost=cfg.trials.max_cost, timeout=cfg.trials.timeout)
             if found:
                 raise ConfigError(found)
             out.kind = f"study config ({len(cfg.sources.new)} new sources, {len(ev.retention)} retention suites)"

@@ -2,6 +2,7 @@
 
 from recipe_opt.train._checkpoint import BaseModel, load_base_model, load_tokenizer, model_skeleton, state_checksum
 from recipe_opt.train._loop import IGNORE_INDEX, Batch, collate
+from recipe_opt.train._probe import StepProbe, lora_params, probe_step
 from recipe_opt.train._proxy import (
     EarlyStop,
     ProxySettings,
@@ -12,6 +13,7 @@ from recipe_opt.train._proxy import (
     TrialDiverged,
     TrialInterrupted,
     TrialStopped,
+    flops_per_token,
 )
 from recipe_opt.train._targets import (
     ALL_LINEAR,
@@ -31,16 +33,20 @@ __all__ = [
     "ProxySettings",
     "ProxyTrainer",
     "RungFn",
+    "StepProbe",
     "TrainResult",
     "TrainingData",
     "TrialDiverged",
     "TrialInterrupted",
     "TrialStopped",
     "collate",
+    "flops_per_token",
     "linear_layers",
     "load_base_model",
     "load_tokenizer",
+    "lora_params",
     "model_skeleton",
+    "probe_step",
     "resolve_target_modules",
     "resolve_target_sets",
     "state_checksum",

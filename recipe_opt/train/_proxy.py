@@ -167,6 +167,12 @@ class TrainResult:
         }
 
 
+def flops_per_token(frozen: int, trainable: int) -> float:
+    """Training FLOP per token: 4N for the frozen base (forward, and the backward to its inputs,
+    2N each; no weight gradients), 6n for the adapter (forward, input and weight gradients)."""
+    return 4.0 * frozen + 6.0 * trainable
+
+
 def _rss_bytes() -> int:
     """Resident set size of this process (Linux /proc; 0 where unavailable)."""
     try:
@@ -388,8 +394,7 @@ class ProxyTrainer:
         seconds = time.perf_counter() - t.start
         done = len(t.losses)
         peak = int(torch.cuda.max_memory_allocated(device)) if device.type == "cuda" else max(t.peak_rss, _rss_bytes())
-        # 4N per token for the frozen base (forward + input-gradient backward), 6n for the adapter.
-        flops_per_token = 4.0 * self.base.non_embedding_params + 6.0 * t.n_trainable
+        per_token = flops_per_token(self.base.non_embedding_params, t.n_trainable)
         tokens_per_sequence = t.tokens / (done * self.settings.batch_size) if done else 0.0
         full_tokens = recipe.budget.steps * recipe.budget.batch_size * tokens_per_sequence
         finite = [x for x in t.losses[-5:] if math.isfinite(x)]
@@ -401,8 +406,8 @@ class ProxyTrainer:
             frozen_params=self.base.non_embedding_params,
             train_seconds=seconds,
             peak_memory_bytes=peak,
-            proxy_flops=flops_per_token * t.tokens,
-            full_update_flops=flops_per_token * full_tokens,
+            proxy_flops=per_token * t.tokens,
+            full_update_flops=per_token * full_tokens,
             full_update_tokens=full_tokens,
             tokens_per_second=t.tokens / seconds if seconds > 0 else 0.0,
             first_loss=t.losses[0] if t.losses else math.nan,
