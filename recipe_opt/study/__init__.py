@@ -19,7 +19,7 @@ Which module owns what:
 | `_select` | selection under a policy, with re-runs, and its records |
 | `_apply` | the full-fidelity run, release decision and new lineage version |
 | `_fidelity` | proxy-vs-full rank correlation |
-| `_projection` | what one trial will cost and take, from a measured proxy step; the refusal of a space whose trial does not fit |
+| `_projection` | one trial's projected cost and time (a measured proxy step); refusing a trial that cannot fit |
 | `_validate` | `recipe-opt validate`'s checks |
 """
 

@@ -3,9 +3,10 @@
 A file is read as whichever schema shares more of its keys (studies win ties). A study config is
 checked as the study would use it: its search space, its eval tasks, and every data file read
 and parsed, so a malformed row is found here, with its file and line, rather than at search
-time; so are the tokenizer and the storage (reached, and for SQLite written to a probe file). When all of that holds, the model is loaded and a few proxy
-steps are measured, to show what one trial will cost and take and to refuse a space whose single
-trial would not fit the study's budget (`_projection`).
+time; so are the tokenizer and the storage (reached, and for SQLite written to a probe file).
+When all of that holds, the model is loaded and a few proxy steps are measured, to show what one
+trial will cost and take and to refuse a space whose single trial would not fit the study's
+budget (`_projection`).
 """
 
 from __future__ import annotations
