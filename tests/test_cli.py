@@ -57,7 +57,9 @@ def test_validate_reads_every_data_file(tmp_path: Path, tiny_world: Path) -> Non
     import shutil
 
     world = tmp_path / "w"
-    shutil.copytree(tiny_world / "models" / "v0", world / "models" / "v0")  # validate loads its tokenizer
+    shutil.copytree(tiny_world / "models" / "v0", world / "models" / "v0")  # validate loads the model
+    # and, to measure a proxy step once the sources read, builds the evaluators on their items.
+    shutil.copytree(tiny_world / "data" / "eval", world / "data" / "eval")
     for f, text in (
         ("cycle1/mul.jsonl", '{"prompt": "1 * 1 =", "completion": " 1"}\n{"prompt": "2 * 1 ="}\n'),
         ("cycle1/add_text.jsonl", '{"prompt": "sum of 1 and 1 is", "completion": " 2"}\n'),
