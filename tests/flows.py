@@ -60,6 +60,8 @@ def cycle2_config(directory: Path, world: Path, models: Path) -> Path:
         apply={"version": "v2", "weights_dir": str(models)},
         output_dir="out2",
         trials={"n_trials": 4},  # four: the report's importance views need four trials of the cycle's own
+        # Trained beside the pick by `apply`: the recipe that made v1 (cycle 1's pick) and a default.
+        baselines=["current", "litgpt"],
     )
     cfg["evaluation"]["new_task"] = {"name": "new_skills", "tasks": ["demo_max", "demo_mul_text"]}
     cfg["evaluation"]["retention"].append({"name": "cycle1_skills", "tasks": ["demo_mul", "demo_add_text"]})

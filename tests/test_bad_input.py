@@ -637,6 +637,26 @@ CASES = [
         ),
         id="option-timeout-below-one-trial",
     ),
+    # ---- recipes trained at full fidelity beside the search (issue 17) ---------------------------
+    pytest.param(
+        Case(
+            study_set("baselines", ["llama-factroy"]),
+            "{study}: baselines: unknown baseline 'llama-factroy'; did you mean 'llama-factory'?",
+        ),
+        id="study-baseline-unknown",
+    ),
+    pytest.param(
+        Case(study_set("baselines", ["team/current.yaml"]), "{study}: baselines[0]: file not found: {root}/s/team"),
+        id="study-baseline-file-missing",
+    ),
+    pytest.param(
+        Case(
+            study_set("seed", 0),
+            "{root}/nope.yaml: file not found",
+            argv=("train", "{root}/nope.yaml", "--study", "{study}"),
+        ),
+        id="option-train-recipe-missing",
+    ),
     # ---- with PostgreSQL storage, failing after the storage was reached --------------------------
     pytest.param(
         Case(

@@ -6,6 +6,7 @@ same reports."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import optuna
@@ -156,3 +157,58 @@ def test_register_a_foundation_release(tmp_path: Path, tiny_world: Path) -> None
     assert "not a checkpoint directory" in r.stderr
     r = cli("lineage", "list", "--storage", f"sqlite:///{tmp_path / 'none.db'}", code=2)
     assert "no database at" in r.stderr and not (tmp_path / "none.db").exists()
+
+
+def test_the_price_and_the_baselines_are_shown_beside_the_pick(two_cycles: TwoCycles) -> None:
+    run = two_cycles
+    # The search's price, in full updates of its pick: after search, and after apply measured.
+    def said(step: str) -> str:  # the console wraps long lines at 140 columns
+        return " ".join(run.out[step].stdout.split())
+
+    assert "price: this search spent " in said("search-c1")
+    assert "x the full update of the selected recipe (3 trials)" in said("search-c1")
+    assert "x the measured full run of the selected recipe" in said("apply-c2")
+    summary = (run.tmp / "out2" / "summary.md").read_text()
+    assert "**Price:** this search spent " in summary and "x the measured full run" in summary
+    page = (run.tmp / "out2" / "index.html").read_text()
+    assert 'id="price"' in page and 'id="baselines"' in page
+    family = next(run.tmp.glob("**/demo-lineage/index.html")).read_text()
+    assert "search price (full updates)" in family and " TFLOP = " in family
+    with LineageStore(run.db) as store:
+        prices = store.search_prices("demo")
+        decision = store.get_version("demo/v2").decision
+        v1_recipe = store.producing_recipe("demo", "v1")
+        v2_recipe = store.producing_recipe("demo", "v2")
+    assert prices["c1"][0] and prices["c1"][0] > 0 and prices["c1"][1] == 3
+    # The baselines, trained at full fidelity beside the pick and judged by the same gates.
+    assert decision is not None and v1_recipe is not None
+    baselines = decision.metrics["baselines"]
+    assert [b["label"] for b in baselines] == ["current (v1)", "litgpt"]
+    # `current` is cycle 1's recipe on this cycle's mixture (cycle 1's sources are replay pools now).
+    assert v2_recipe is not None
+    assert baselines[0]["recipe_hash"] == replace(v1_recipe, mixture=v2_recipe.mixture).content_hash
+    assert {c["gate"] for c in baselines[1]["gates"]} == {c["gate"] for c in decision.checks}
+    out = said("apply-c2")
+    assert "The pick against the baselines (full fidelity)" in out and "current (v1)" in out
+    assert "| gate | pick | current (v1) | litgpt |" in summary
+    assert summary.count("| every gate |") == 1
+
+
+def test_train_scores_any_recipe_at_full_fidelity_as_apply_does(two_cycles: TwoCycles, tmp_path: Path) -> None:
+    import json
+
+    run = two_cycles
+    out = tmp_path / "run.json"
+    r = cli("train", str(run.tmp / "out" / "recipe.yaml"), "--study", str(run.c1), "--out", str(out))
+    assert "Release gates for" in r.stdout and ("passes every gate" in r.stdout or "fails a gate" in r.stdout)
+    record = json.loads(out.read_text())
+    with LineageStore(run.db) as store:
+        v1 = store.get_version("demo/v1")
+    assert v1.decision is not None
+    full = v1.decision.metrics["full"]
+    assert record["recipe_hash"] == v1.decision.recipe_hash and record["tflop"] == pytest.approx(full["cost"])
+    # The same recipe, seed and path as `apply`; apply scores the merged checkpoint, `train` the
+    # adapter in place: the same up to float rounding in the merge (one item is 0.045 of a task).
+    assert record["gain"] == pytest.approx(full["gain"], abs=0.05)
+    assert set(record["forgetting_per_suite"]) == set(full["forgetting_per_suite"])
+    assert record["passes_gates"] == all(c["passed"] for c in record["gates"])

@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from recipe_opt.cli._app import app, console, quiet_libraries, torch_threads
-from recipe_opt.cli._output import Ticker, show_reports
+from recipe_opt.cli._output import Ticker, release_table, show_reports
 from recipe_opt.exceptions import ConfigError
 
 
@@ -43,7 +43,8 @@ def apply(
             ) from None
     quiet_libraries()
     torch_threads()
-    from recipe_opt.study import StudyRunner, apply_selected, load_study
+    from recipe_opt.report import baseline_comparison, price_line
+    from recipe_opt.study import StudyRecord, StudyRunner, apply_selected, load_study
 
     study = load_study(cfg)
     with Progress(
@@ -70,24 +71,23 @@ def apply(
         runner = StudyRunner(cfg, space)
         result = apply_selected(cfg, runner, study, version=version, progress=step, phase=phase)
     v = result.version
-    table = Table(title=f"Release checks for {v.ref} against {v.parent}", title_justify="left")
-    for col in ("gate", "measured", "bound", "result"):
-        table.add_column(col, justify="left" if col in ("gate", "result") else "right")
-    for c in result.checks:
-        bound = ("> 0" if c.gate == "min_gain" else "-") if c.bound is None else f"{c.bound:g}"
-        table.add_row(
-            c.gate,
-            f"{c.measured:+.3f}" if c.gate != "max_cost" else f"{c.measured:.3g} TFLOP",
-            bound,
-            "[green]pass[/]" if c.passed else "[red]FAIL[/]",
-        )
-    console.print(table)
+    console.print(release_table(f"Release checks for {v.ref} against {v.parent}", result.checks))
+    comparison = baseline_comparison(v.decision)
+    if comparison is not None:
+        header, rows = comparison
+        table = Table(title="The pick against the baselines (full fidelity)", title_justify="left")
+        for h in header:
+            table.add_column(escape(h), justify="left" if h == "gate" else "right")
+        for row in rows:
+            table.add_row(*(escape(c) for c in row))
+        console.print(table)
     pv, fv = result.proxy, result.full.values
     console.print(
         f"proxy vs full: gain {pv['gain']:+.3f} -> {fv['gain']:+.3f}, forgetting {pv['forgetting']:+.3f} -> "
         f"{fv['forgetting']:+.3f}, cost {pv['cost']:.3g} (projected) -> {fv['cost']:.3g} TFLOP (measured)"
     )
     console.print(f"weights: {escape(str(result.weights_path))} ({result.seconds:.0f} s)")
+    console.print(f"price: {escape(price_line(StudyRecord.read(study), v.decision))}")
     if result.released:
         console.print(f"[bold green]released[/] {v.ref}: it is now the current version of {v.family}")
     else:

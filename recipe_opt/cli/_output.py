@@ -3,6 +3,7 @@ the selection, and where the reports went."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,9 +17,17 @@ if TYPE_CHECKING:
 
     from recipe_opt.config import StudyConfig
     from recipe_opt.recipe import Recipe
-    from recipe_opt.study import SelectedRecipe, StudyRecord, TrialSummary
+    from recipe_opt.study import GateCheck, SelectedRecipe, StudyRecord, TrialSummary
 
-__all__ = ["RichReporter", "Ticker", "pareto_table", "print_selection", "progress", "show_reports"]
+__all__ = [
+    "RichReporter",
+    "Ticker",
+    "pareto_table",
+    "print_selection",
+    "progress",
+    "release_table",
+    "show_reports",
+]
 
 
 class Ticker:
@@ -139,7 +148,7 @@ def pareto_table(record: StudyRecord, selected: SelectedRecipe | None) -> Table:
 
 
 def print_selection(cfg: StudyConfig, study: optuna.Study, selected: SelectedRecipe, recipe_path: Path) -> None:
-    from recipe_opt.study import StudyRecord
+    from recipe_opt.study import StudyRecord, search_price
 
     console.print(pareto_table(StudyRecord.read(study, gates=cfg.gates), selected))
     console.print(
@@ -151,6 +160,7 @@ def print_selection(cfg: StudyConfig, study: optuna.Study, selected: SelectedRec
         f"  recipe written to {escape(str(recipe_path))} and to the lineage store "
         f"({cfg.family}/{cfg.base_version} -> {cfg.name})"
     )
+    console.print(f"  price: {escape(search_price(StudyRecord.read(study)).line())}")
 
 
 def show_reports(cfg: StudyConfig, study: optuna.Study, *, indent: str = "") -> None:
@@ -161,3 +171,19 @@ def show_reports(cfg: StudyConfig, study: optuna.Study, *, indent: str = "") -> 
     console.print(f"{indent}report: {escape(str(path))} (and summary.md beside it)")
     if family is not None:
         console.print(f"{indent}family report: {escape(str(family))} (every cycle of {escape(cfg.family)})")
+
+
+def release_table(title: str, checks: Sequence[GateCheck]) -> Table:
+    """The release gates' checks of a full run: gate, measured, bound, pass or FAIL."""
+    table = Table(title=title, title_justify="left")
+    for col in ("gate", "measured", "bound", "result"):
+        table.add_column(col, justify="left" if col in ("gate", "result") else "right")
+    for c in checks:
+        bound = ("> 0" if c.gate == "min_gain" else "-") if c.bound is None else f"{c.bound:g}"
+        table.add_row(
+            escape(c.gate),
+            f"{c.measured:+.3f}" if c.gate != "max_cost" else f"{c.measured:.3g} TFLOP",
+            bound,
+            "[green]pass[/]" if c.passed else "[red]FAIL[/]",
+        )
+    return table

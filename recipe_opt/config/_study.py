@@ -30,7 +30,7 @@ from recipe_opt.config._sections import (
 from recipe_opt.config._sources import SourceConfig, SourcesConfig
 from recipe_opt.config._storage import StorageURL
 from recipe_opt.exceptions import ConfigError, ConfigProblem
-from recipe_opt.registry import OBJECTIVES, Direction
+from recipe_opt.registry import BASELINES, CURRENT, OBJECTIVES, Direction
 
 __all__ = ["StudyConfig", "load_study_config", "storage_option"]
 
@@ -79,6 +79,14 @@ class StudyConfig(_Model):
         description="SQLAlchemy URL; default sqlite:///<family>.db beside this file, shared by the family's cycles.",
     )
     output_dir: str | None = Field(default=None, description="Default: ../reports/<name>.")
+    baselines: list[str] = Field(
+        default_factory=list,
+        description=(
+            f"Recipes `apply` trains beside the pick at full fidelity, shown against it on every gate: "
+            f"`{CURRENT}` (the recipe that made the base version), {BASELINES.text()} (their LoRA defaults on "
+            "the pick's budget and mixture), or a recipe file (relative to this file)."
+        ),
+    )
 
     # Set by the loader, not by users.
     config_path: Path | None = Field(default=None, exclude=True)
@@ -97,6 +105,17 @@ class StudyConfig(_Model):
         if unknown:
             raise ValueError(f"gates.max_forgetting_per_suite: unknown retention suite(s) {unknown}; known: {suites}")
         return self
+
+    @field_validator("baselines")
+    @classmethod
+    def _baselines(cls, v: list[str]) -> list[str]:
+        for name in v:
+            if name != CURRENT and name not in BASELINES and not name.endswith((".yaml", ".yml", ".json")):
+                names = [CURRENT, *BASELINES.names()]
+                raise ValueError(f"{BASELINES.unknown(name)} (or `{CURRENT}`, or a recipe file: {names}, *.yaml)")
+        if len(set(v)) != len(v):
+            raise ValueError(f"must not repeat, but got {v}")
+        return v
 
     @field_validator("objectives")
     @classmethod
@@ -215,6 +234,9 @@ def _path_problems(cfg: StudyConfig, source: str) -> list[ConfigProblem]:
             elif field == "base_model":  # v0 comes from `demo init`, later versions from `apply`
                 hint = f" (run `recipe-opt demo init`, or `apply` of the cycle producing {cfg.base_version}?)"
             problems.append(ConfigProblem(source, field, f"{what} not found: {path}{hint}"))
+    for i, name in enumerate(cfg.baselines):
+        if name.endswith((".yaml", ".yml", ".json")) and not cfg.resolve(name).is_file():
+            problems.append(ConfigProblem(source, f"baselines[{i}]", f"file not found: {cfg.resolve(name)}"))
     storage = cfg.database.problem()
     if storage:
         problems.append(ConfigProblem(source, "storage", storage))

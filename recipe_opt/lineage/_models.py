@@ -94,6 +94,9 @@ class UpdateCycle(Base):
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     n_complete: Mapped[int] = mapped_column(Integer, default=0)
+    # The search's price: proxy TFLOP of every trial (pruned, failed) and re-run, and its trials.
+    search_tflop: Mapped[float | None] = mapped_column(Float)
+    n_trials: Mapped[int | None] = mapped_column(Integer)
 
     base_version: Mapped[ModelVersion] = relationship(back_populates="cycles")
     selections: Mapped[list[Selection]] = relationship(back_populates="cycle", order_by="Selection.id")

@@ -184,3 +184,20 @@ class _Releases:
             )
             s.flush()
             return _info(s, current), _info(s, target)
+
+    def producing_recipe(self, family: str, version: str) -> Recipe | None:
+        """The recipe whose `apply` made `version` (released or rejected), if an `apply` did."""
+        with self.session() as s:
+            row = s.scalar(
+                select(ReleaseDecision)
+                .join(ModelVersion, ReleaseDecision.version_id == ModelVersion.id)
+                .where(
+                    ModelVersion.family == family,
+                    ModelVersion.name == version,
+                    ReleaseDecision.action.in_(("release", "reject")),
+                    ReleaseDecision.recipe_id.is_not(None),
+                )
+                .order_by(ReleaseDecision.id.desc())
+                .limit(1)
+            )
+            return Recipe.from_dict(row.recipe.body) if row is not None and row.recipe is not None else None

@@ -291,6 +291,13 @@ class LineageStore(_Releases):
                 out.append((c.study_name, c.base_version.name, c.selections[-1].trial_number if c.selections else None))
             return out
 
+    def search_prices(self, family: str) -> dict[str, tuple[float | None, int | None]]:
+        """Each cycle's search price as recorded at selection: study -> (proxy TFLOP, trials);
+        (None, None) for a cycle selected before the lineage kept it (schema 0003)."""
+        with self.session() as s:
+            rows = s.scalars(select(UpdateCycle).join(ModelVersion).where(ModelVersion.family == family))
+            return {c.study_name: (c.search_tflop, c.n_trials) for c in rows}
+
     def record_selection(
         self,
         cycle_id: int,
@@ -303,8 +310,11 @@ class LineageStore(_Releases):
         values: Mapping[str, float],
         metrics: Mapping[str, Any],
         n_complete: int,
+        search_tflop: float | None = None,
+        n_trials: int | None = None,
     ) -> int:
-        """Store the recipe (once per content hash) and the selection, in one transaction."""
+        """Store the recipe (once per content hash) and the selection, in one transaction; the
+        cycle keeps its trial counts and the search's price (proxy TFLOP of every trial and re-run)."""
         with self.session() as s:
             rec = _recipe_row(s, recipe)
             cycle = s.get(UpdateCycle, cycle_id)
@@ -312,6 +322,8 @@ class LineageStore(_Releases):
                 raise LineageError(f"update cycle {cycle_id} does not exist")
             cycle.finished_at = datetime.now(UTC)
             cycle.n_complete = n_complete
+            cycle.search_tflop = search_tflop
+            cycle.n_trials = n_trials
             row = Selection(
                 cycle=cycle,
                 recipe=rec,

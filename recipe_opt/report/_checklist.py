@@ -10,16 +10,24 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import optuna
 
 from recipe_opt._files import write_atomic
 from recipe_opt.evaluate import PRIMARY_METRIC
-from recipe_opt.lineage import VersionInfo
+from recipe_opt.lineage import DecisionInfo, VersionInfo
 from recipe_opt.registry import values_of
-from recipe_opt.study import GateCheck, Scored, StudyRecord, check_gates
+from recipe_opt.study import GateCheck, Scored, StudyRecord, check_gates, search_price
 
-__all__ = ["ChecklistItem", "release_checklist", "release_suite_scores", "write_summary"]
+__all__ = [
+    "ChecklistItem",
+    "baseline_comparison",
+    "price_line",
+    "release_checklist",
+    "release_suite_scores",
+    "write_summary",
+]
 
 
 @dataclass(frozen=True)
@@ -222,6 +230,37 @@ def _code(text: str) -> str:
     return f"{fence}{pad}{body}{pad}{fence}"
 
 
+def price_line(record: StudyRecord, decision: DecisionInfo | None = None) -> str:
+    """What the search cost in full updates of its pick; against the measured run once applied."""
+    full = (decision.metrics.get("full") or {}) if decision is not None else {}
+    measured = full.get("cost")
+    return search_price(record, measured_update_tflop=float(measured) if measured is not None else None).line()
+
+
+def baseline_comparison(decision: DecisionInfo | None) -> tuple[list[str], list[list[str]]] | None:
+    """The pick against the study's baselines on every release gate, all at full fidelity (as
+    `apply` recorded them): a header and one row per gate, then whether each passes them all."""
+    baselines = list((decision.metrics.get("baselines") or []) if decision is not None else [])
+    if decision is None or not baselines:
+        return None
+
+    def cell(check: dict[str, Any] | None) -> str:
+        if check is None:
+            return "-"
+        spec = ".3g" if check["gate"] == "max_cost" else "+.3f"
+        return f"{format(check['measured'], spec)} {'pass' if check['passed'] else 'FAIL'}"
+
+    header = ["gate", "pick", *(str(b.get("label", "?")) for b in baselines)]
+    rows = []
+    for check in decision.checks:
+        gate = check["gate"]
+        others = [next((c for c in b.get("gates", []) if c["gate"] == gate), None) for b in baselines]
+        rows.append([gate, cell(check), *(cell(o) for o in others)])
+    every = ["every gate", "pass" if all(c["passed"] for c in decision.checks) else "FAIL"]
+    rows.append(every + ["pass" if b.get("passes_gates") else "FAIL" for b in baselines])
+    return header, rows
+
+
 def write_summary(
     study: optuna.Study | StudyRecord,
     out_dir: Path,
@@ -256,6 +295,7 @@ def write_summary(
                 f"cost {full.get('cost', 0.0):.3g} TFLOP.",
                 "",
             ]
+        lines += [f"**Price:** {_md(price_line(record, decision))}.", ""]
         lines += [
             f"**Why:** {_md(str(selection.get('reason', '')))}",
             "",
@@ -282,7 +322,7 @@ def write_summary(
         for t, failed in record.nearest_misses():
             missed = "; ".join(f"{c.gate}: {c.note}" for c in failed)
             lines.append(f"| {t.number} | {_md(missed)} | {_code(t.summary)} |")
-        lines.append("")
+        lines += ["", f"**Price:** {_md(price_line(record))}.", ""]
     lines += [
         "## Release checklist",
         "",
@@ -294,6 +334,17 @@ def write_summary(
     for item in release_checklist(record, applied, parent):
         status = f"**{item.status}**" if item.status == "FAIL" else item.status
         lines.append(f"| {_md(item.check)} | {_md(item.measured)} | {_md(item.bound)} | {status} |")
+    comparison = baseline_comparison(decision)
+    if comparison is not None:
+        header, rows = comparison
+        lines += [
+            "",
+            "## The pick against the baselines (full fidelity, `apply`)",
+            "",
+            "| " + " | ".join(_md(h) for h in header) + " |",
+            "|" + "---|" * len(header),
+        ]
+        lines += ["| " + " | ".join(_md(c) for c in row) + " |" for row in rows]
     front = sorted(record.front, key=lambda t: -t.values["gain"])
     if front:
         lines += [

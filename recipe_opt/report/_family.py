@@ -19,7 +19,7 @@ import optuna
 from recipe_opt._files import write_atomic
 from recipe_opt.evaluate import PRIMARY_METRIC
 from recipe_opt.lineage import LineageStore, VersionInfo
-from recipe_opt.study import StudyRecord, TrialRecord
+from recipe_opt.study import StudyRecord, TrialRecord, search_price
 
 __all__ = ["family_report_dir", "write_family_report"]
 
@@ -34,6 +34,19 @@ class _Cycle:
     base: str
     study: StudyRecord | None  # None: not in this storage
     produced: VersionInfo | None  # the version its latest `apply` registered
+    recorded_price: tuple[float | None, int | None] = (None, None)  # the lineage's (TFLOP, trials)
+
+    @property
+    def price(self) -> str:
+        """The search's price in full updates of its pick (measured once applied)."""
+        measured = self.full.get("cost")
+        if self.study is not None:
+            p = search_price(self.study, measured_update_tflop=measured)
+            return "-" if p.ratio is None else f"{p.search_tflop:.3g} TFLOP = {p.ratio:.1f} x"
+        tflop, _ = self.recorded_price
+        if tflop is None:
+            return "not recorded"
+        return f"{tflop:.3g} TFLOP" + (f" = {tflop / measured:.1f} x" if measured else "")
 
     @property
     def selected(self) -> TrialRecord | None:
@@ -58,12 +71,13 @@ def _load_cycles(store: LineageStore, storage: optuna.storages.BaseStorage, fami
         if d is not None and d.cycle is not None and d.action in ("release", "reject"):
             produced[d.cycle] = v  # the latest apply of a cycle wins
     out = []
+    prices = store.search_prices(family)
     for study_name, base, _ in store.cycles(family):
         try:
             study: StudyRecord | None = StudyRecord.read(optuna.load_study(study_name=study_name, storage=storage))
         except KeyError:
             study = None
-        out.append(_Cycle(study_name, base, study, produced.get(study_name)))
+        out.append(_Cycle(study_name, base, study, produced.get(study_name), prices.get(study_name, (None, None))))
     return out
 
 
@@ -292,12 +306,16 @@ def _cycles_table(cycles: list[_Cycle]) -> str:
     e = html.escape
     head = (
         "<tr><th>cycle (study)</th><th>base → version</th><th>status</th><th>trials run</th><th>selected</th>"
-        "<th>gain proxy / full</th><th>forgetting proxy / full</th><th>recipe</th></tr>"
+        "<th>gain proxy / full</th><th>forgetting proxy / full</th><th>search price (full updates)</th>"
+        "<th>recipe</th></tr>"
     )
     rows = []
     for c in cycles:
         if c.study is None:
-            rows.append(f"<tr><td>{e(c.study_name)}</td><td colspan=7><i>study not in this storage</i></td></tr>")
+            rows.append(
+                f"<tr><td>{e(c.study_name)}</td><td colspan=6><i>study not in this storage</i></td>"
+                f"<td>{e(c.price)}</td><td></td></tr>"
+            )
             continue
         # Trials this cycle ran (warm-start recipes still queued and prior observations don't count).
         n = sum(1 for t in c.study.trials if t.finished and not t.prior)
@@ -319,6 +337,7 @@ def _cycles_table(cycles: list[_Cycle]) -> str:
             f"<td>{n}</td>"
             f"<td>{'' if sel is None else sel.number}</td>"
             f"<td>{pair('gain')}</td><td>{pair('forgetting')}</td>"
+            f"<td>{e(c.price)}</td>"
             f"<td><code>{e(sel.summary) if sel is not None else ''}</code></td>"
             "</tr>"
         )

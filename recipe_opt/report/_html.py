@@ -16,7 +16,13 @@ import optuna
 from recipe_opt._files import write_atomic
 from recipe_opt.lineage import VersionInfo
 from recipe_opt.recipe import Recipe
-from recipe_opt.report._checklist import release_checklist, release_suite_scores, write_summary
+from recipe_opt.report._checklist import (
+    baseline_comparison,
+    price_line,
+    release_checklist,
+    release_suite_scores,
+    write_summary,
+)
 from recipe_opt.study import StudyRecord
 
 __all__ = ["recipe_hover", "write_report"]
@@ -268,11 +274,21 @@ def _checklist_html(record: StudyRecord, applied: VersionInfo | None, parent: Ve
         f'<td style="color:{colour.get(i.status, "#555")}"><b>{e(i.status)}</b></td></tr>'
         for i in release_checklist(record, applied, parent)
     )
-    return (
+    html_out = (
         '<h2 id="release-checklist">Release checklist</h2>'
         "<table><tr><th>check</th><th>measured</th><th>bound</th><th>status</th></tr>"
         f"{rows}</table>"
     )
+    comparison = baseline_comparison(applied.decision if applied is not None else None)
+    if comparison is not None:
+        header, table = comparison
+        head = "".join(f"<th>{e(h)}</th>" for h in header)
+        body = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>" for row in table)
+        html_out += (
+            '<h3 id="baselines">The pick against the baselines (full fidelity, <code>apply</code>)</h3>'
+            f"<table><tr>{head}</tr>{body}</table>"
+        )
+    return html_out
 
 
 def _no_pick_html(record: StudyRecord) -> str:
@@ -333,6 +349,10 @@ def write_report(study: optuna.Study, out_dir: str | Path, *, storage_url: str |
             f"<p>Recipe file: <code>{e(selection.get('recipe_file', ''))}</code> "
             f"(hash <code>{e(str(selection.get('recipe_hash', ''))[:12])}</code>)</p>"
         )
+    if record.trials:
+        decision = applied.decision if applied is not None else None
+        sel_html += f'<p id="price"><b>Price:</b> {e(price_line(record, decision))}.</p>'
+
     counts: dict[str, int] = {}
     for t in record.trials:
         state = "prior observations" if t.prior else t.state.lower()

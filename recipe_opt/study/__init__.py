@@ -18,12 +18,14 @@ Which module owns what:
 | `_warm` | warm starts from earlier cycles |
 | `_select` | selection under a policy, with re-runs, and its records |
 | `_apply` | the full-fidelity run, release decision and new lineage version |
+| `_train` | any recipe at full fidelity, judged by the gates: `train`, `apply`'s baselines, the oracle |
+| `_price` | the search's price in full updates of its pick |
 | `_fidelity` | proxy-vs-full rank correlation |
 | `_projection` | one trial's projected cost and time (a measured proxy step); refusing a trial that cannot fit |
 | `_validate` | `recipe-opt validate`'s checks |
 """
 
-from recipe_opt.study._apply import ApplyResult, FullRun, apply_selected, release_checks, run_full
+from recipe_opt.study._apply import ApplyResult, apply_selected
 from recipe_opt.study._attrs import (
     ATTR_BASE_EVAL,
     ATTR_BUDGET,
@@ -42,6 +44,7 @@ from recipe_opt.study._fidelity import FidelityReport, fidelity_report, spearman
 from recipe_opt.study._gates import GateCheck, Scored, check_gates, constraints, failed_reason, gate_values
 from recipe_opt.study._inputs import load_inputs
 from recipe_opt.study._objective import Measurement, Objective
+from recipe_opt.study._price import SearchPrice, search_price
 from recipe_opt.study._progress import Reporter, SilentReporter, TrialSummary
 from recipe_opt.study._records import Failure, StudyRecord, TrialRecord, failure_reason
 from recipe_opt.study._runner import StudyRunner, create_sampler, proxy_compute
@@ -57,6 +60,7 @@ from recipe_opt.study._select import (
 )
 from recipe_opt.study._setup import Setup
 from recipe_opt.study._storage import check_storage, load_study, open_storage, open_study
+from recipe_opt.study._train import FullFidelity, FullRun, TrainedRecipe, baseline_recipes, release_checks, run_full
 from recipe_opt.study._validate import FileCheck, validate_file
 from recipe_opt.study._warm import WarmStart, WarmStartRequest, plan_warm_start
 from recipe_opt.study._workers import LoopOutcome, TrialLoop, WorkerInfo, count_trials
@@ -76,6 +80,7 @@ __all__ = [
     "Failure",
     "FidelityReport",
     "FileCheck",
+    "FullFidelity",
     "FullRun",
     "GateCheck",
     "LoopOutcome",
@@ -84,11 +89,13 @@ __all__ = [
     "Reporter",
     "Rerunner",
     "Scored",
+    "SearchPrice",
     "SelectedRecipe",
     "Setup",
     "SilentReporter",
     "StudyRecord",
     "StudyRunner",
+    "TrainedRecipe",
     "TrialLoop",
     "TrialRecord",
     "TrialSummary",
@@ -96,6 +103,7 @@ __all__ = [
     "WarmStartRequest",
     "WorkerInfo",
     "apply_selected",
+    "baseline_recipes",
     "check_gates",
     "check_storage",
     "constraints",
@@ -121,6 +129,7 @@ __all__ = [
     "resolve_base_model",
     "resolve_space",
     "run_full",
+    "search_price",
     "select_and_record",
     "select_recipe",
     "spearman",

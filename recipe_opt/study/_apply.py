@@ -3,7 +3,8 @@
     selected trial's recipe -> full run (every step, recipe batch size) -> LoRA adapter saved
     -> merged into a fresh copy of the base -> checkpoint `<weights_dir>/<version>/`
     -> the parent (study base) and the new checkpoint scored on every suite, every item
-    -> release checks -> lineage: version (released or rejected), scores, proxy-vs-full, decision
+    -> release checks -> the study's `baselines` trained beside it (`_train`), for the reviewer
+    -> lineage: version (released or rejected), scores, proxy-vs-full, decision, baselines
 
 The checkpoint is written to `<version>.partial/` and renamed only when complete, and the
 lineage rows are one transaction: a failure leaves neither a version directory nor a row.
@@ -13,8 +14,8 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,39 +25,13 @@ from recipe_opt.config import StudyConfig
 from recipe_opt.evaluate import Evaluation, SuiteEvaluator
 from recipe_opt.exceptions import StudyError
 from recipe_opt.lineage import LineageStore, SuiteScore, VersionInfo
-from recipe_opt.recipe import Recipe
-from recipe_opt.study._gates import GateCheck, Scored, check_gates, failed_reason
-from recipe_opt.study._objective import Measurement
+from recipe_opt.study._gates import GateCheck, failed_reason
 from recipe_opt.study._records import StudyRecord
 from recipe_opt.study._runner import StudyRunner
 from recipe_opt.study._select import weights_fingerprint
-from recipe_opt.study._setup import Setup
+from recipe_opt.study._train import FullFidelity, FullRun, TrainedRecipe, baseline_recipes, release_checks, run_full
 
-__all__ = ["ApplyResult", "FullRun", "apply_selected", "release_checks", "run_full", "suite_scores"]
-
-
-@dataclass(frozen=True)
-class FullRun:
-    """One recipe at full fidelity: objective values against the parent, and the measurements."""
-
-    values: dict[str, float]
-    forgetting_per_suite: dict[str, float]
-    parent: Evaluation
-    after: Evaluation
-    train: dict[str, float]
-    new_task_scores: dict[str, tuple[float, float]]
-
-    def scored(self) -> Scored:
-        return Scored(self.values, self.forgetting_per_suite, self.new_task_scores)
-
-    def as_record(self) -> dict[str, Any]:
-        return {
-            **self.values,
-            "forgetting_per_suite": self.forgetting_per_suite,
-            "suites_after": dict(self.after.suites),
-            "tasks_after": {k: dict(v) for k, v in self.after.tasks.items()},
-            "train": self.train,
-        }
+__all__ = ["ApplyResult", "apply_selected", "suite_scores"]
 
 
 @dataclass(frozen=True)
@@ -69,20 +44,7 @@ class ApplyResult:
     full: FullRun
     weights_path: Path
     seconds: float
-
-
-def release_checks(
-    cfg: StudyConfig,
-    values: Mapping[str, float],
-    per_suite: Mapping[str, float],
-    parent: str,
-    new_task_scores: Mapping[str, tuple[float, float]] | None = None,
-) -> list[GateCheck]:
-    """The release gates (`check_gates`, the search's own) on full-run values measured against
-    the parent version, the cost measured rather than projected."""
-    suites = [s.name for s in cfg.evaluation.retention]
-    scored = Scored(values, per_suite, new_task_scores or {})
-    return check_gates(cfg.gates, scored, against=parent, suites=suites, cost="full-run compute")
+    baselines: list[TrainedRecipe] = field(default_factory=list)  # the study's `baselines`, at full fidelity
 
 
 def suite_scores(evaluator: SuiteEvaluator, evaluation: Evaluation, backend: str) -> list[SuiteScore]:
@@ -92,53 +54,6 @@ def suite_scores(evaluator: SuiteEvaluator, evaluation: Evaluation, backend: str
         tasks = {t: dict(evaluation.tasks[t]) for t in suite.tasks}
         out.append(SuiteScore(suite.name, kind, float(evaluation.suites[suite.name]), tasks, backend, None))
     return out
-
-
-def run_full(
-    setup: Setup,
-    recipe: Recipe,
-    evaluator: SuiteEvaluator,
-    parent: Evaluation,
-    *,
-    save_to: Path | None = None,
-    progress: Callable[[int, int, float], None] | None = None,
-) -> FullRun:
-    """Train `recipe` at full fidelity and score it against `parent` (the base's full scores).
-
-    With `save_to`, the adapter is saved, merged into a fresh copy of the base and the merged
-    checkpoint (with tokenizer and adapter) is written there; the scores are those of that
-    checkpoint, the artifact a release would ship. Without it the adapted model is scored in place.
-    """
-    trainer = setup.full_trainer(recipe)
-    with trainer.train(recipe, progress=progress) as (model, result):
-        if save_to is None:
-            after = evaluator.evaluate(model)
-        else:
-            model.save_pretrained(save_to / "adapter")
-    if save_to is not None:
-        merged = _merge(setup, save_to)
-        after = evaluator.evaluate(merged)
-        del merged
-    outcome = evaluator.outcome(parent, after)
-    # At full fidelity the cost is measured, not projected: the FLOPs the run actually spent.
-    m = Measurement.of(outcome, parent, after, result, result.proxy_flops / 1e12, evaluator.new_suite.tasks)
-    return FullRun(m.values, m.forgetting_per_suite, parent, after, result.as_metrics(), m.new_task_scores)
-
-
-def _merge(setup: Setup, out: Path) -> Any:
-    import torch
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM
-
-    base = AutoModelForCausalLM.from_pretrained(
-        setup.base.path, local_files_only=True, dtype=torch.float32, trust_remote_code=setup.cfg.trust_remote_code
-    )
-    merged = PeftModel.from_pretrained(base, out / "adapter").merge_and_unload()
-    merged.save_pretrained(out)
-    setup.base.tokenizer.save_pretrained(out)
-    merged.to(setup.device)
-    merged.eval()
-    return merged
 
 
 def apply_selected(
@@ -173,9 +88,11 @@ def apply_selected(
 
         setup = runner.setup
         runner.hold_database("apply")
+        # Found before any training: a `current` the lineage cannot name, a missing recipe file.
+        baseline_runs = baseline_recipes(runner, cfg.baselines, recipe, store=store)
         phase(f"scoring the parent {cfg.base_version} on every suite, every item")
-        evaluator = setup.make_evaluator(cfg.evaluation.backend, None)
-        parent_eval = evaluator.evaluate(setup.base.model)
+        fidelity = FullFidelity(runner)
+        evaluator, parent_eval = fidelity.evaluator, fidelity.parent
         partial = out.with_name(out.name + ".partial")
         if partial.exists():
             shutil.rmtree(partial)
@@ -190,6 +107,12 @@ def apply_selected(
             checks = release_checks(cfg, full.values, full.forgetting_per_suite, cfg.base_version, full.new_task_scores)
             released = all(c.passed for c in checks)
             reasons = [failed_reason(c) for c in checks if not c.passed]
+            # The baselines beside the pick: each trained as the pick was, against the same parent
+            # scores, judged by the same gates. They inform the reviewer; the decision is the pick's.
+            baselines = []
+            for label, other in baseline_runs:
+                phase(f"baseline {label}: training {other.short_hash} at full fidelity ({other.summary()})")
+                baselines.append(fidelity.train(other, label=label, progress=progress))
             partial.rename(out)
         except BaseException:
             shutil.rmtree(partial, ignore_errors=True)
@@ -207,7 +130,11 @@ def apply_selected(
                 released=released,
                 checks=[c.to_dict() for c in checks],
                 reasons=reasons or ["every release gate passes"],
-                metrics={"full": full.as_record(), "proxy": proxy},
+                metrics={
+                    "full": full.as_record(),
+                    "proxy": proxy,
+                    "baselines": [b.summary_dict() for b in baselines],
+                },
                 parent_scores=suite_scores(evaluator, parent_eval, cfg.evaluation.backend),
                 scores=suite_scores(evaluator, full.after, cfg.evaluation.backend),
                 proxy=proxy,
@@ -220,4 +147,4 @@ def apply_selected(
         runner.close()
         if own_store:
             store.close()
-    return ApplyResult(info, released, checks, reasons, proxy, full, out, time.perf_counter() - start)
+    return ApplyResult(info, released, checks, reasons, proxy, full, out, time.perf_counter() - start, baselines)

@@ -43,6 +43,7 @@ class Scored:
     values: Mapping[str, float]  # gain, forgetting, cost (TFLOP)
     forgetting_per_suite: Mapping[str, float]
     new_task_scores: Mapping[str, tuple[float, float]] = field(default_factory=dict)  # task -> (before, after)
+    proxy_tflops: float = 0.0  # what the run spent (a re-run's share of the search's price); no gate reads it
 
 
 @dataclass(frozen=True)

@@ -80,7 +80,7 @@ class Measurement:
         return cls(values, dict(outcome.forgetting_per_suite), metrics, result, scores)
 
     def scored(self) -> Scored:
-        return Scored(self.values, self.forgetting_per_suite, self.new_task_scores)
+        return Scored(self.values, self.forgetting_per_suite, self.new_task_scores, self.result.proxy_flops / 1e12)
 
 
 class Objective:

@@ -25,6 +25,7 @@ from recipe_opt.space import SearchSpace
 from recipe_opt.study._attrs import ATTR_SELECTION, ATTR_SPACE
 from recipe_opt.study._base import data_manifest, file_sha256
 from recipe_opt.study._gates import Scored, check_gates
+from recipe_opt.study._price import search_price
 from recipe_opt.study._records import StudyRecord, TrialRecord
 from recipe_opt.study._storage import set_study_attr_in
 
@@ -121,10 +122,13 @@ def select_recipe(
         seeds = [cfg.seed + 1 + k for k in range(reruns)]
         table: list[dict[str, Any]] = []
         means: list[dict[str, float]] = []
+        rerun_tflops = 0.0  # part of the search's price
         for i in candidates:
             t = front[i]
             assert t.recipe is not None
-            runs = [t.scored()] + [rerunner.rerun(t.recipe, seed, record.base) for seed in seeds]  # type: ignore[arg-type]
+            again = [rerunner.rerun(t.recipe, seed, record.base) for seed in seeds]  # type: ignore[arg-type]
+            rerun_tflops += sum(r.proxy_tflops for r in again)
+            runs = [t.scored(), *again]
             mean = {o: statistics.fmean(r.values[o] for r in runs) for o in rows[i]}
             spread = {o: statistics.pstdev([r.values[o] for r in runs]) for o in rows[i]}
             per_suite = {k: statistics.fmean(r.forgetting_per_suite[k] for r in runs) for k in t.forgetting_per_suite}
@@ -160,7 +164,7 @@ def select_recipe(
             f"{m['forgetting']:+.3f} ± {sd['forgetting']:.3f}"
             + ("" if winner["feasible"] else " (no candidate passes the gates on its mean: review before release)")
         )
-        rerun_record = {"seeds": seeds, "candidates": table}
+        rerun_record = {"seeds": seeds, "candidates": table, "proxy_tflops": rerun_tflops}
     trial = front[best]
     assert trial.recipe is not None
     if trial.values["gain"] <= 0:
@@ -232,6 +236,7 @@ def record_selection(
         "recipe_file": str(path),
         "gates": selected.gates,
     }
+    price = search_price(StudyRecord.read(study), selection=attr)
     own_store = store is None
     store = store or LineageStore(cfg.storage_url)
     try:
@@ -260,6 +265,8 @@ def record_selection(
                 values=selected.values,
                 metrics={**selected.metrics, "reruns": selected.reruns},
                 n_complete=n_complete,
+                search_tflop=price.search_tflop,
+                n_trials=price.trials,
             )
             joined = set_study_attr_in(session, study, ATTR_SELECTION, attr)
             selected.recipe.save(path)

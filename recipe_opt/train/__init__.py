@@ -19,6 +19,7 @@ from recipe_opt.train._targets import (
     ALL_LINEAR,
     ATTENTION,
     linear_layers,
+    query_value_modules,
     resolve_target_modules,
     resolve_target_sets,
 )
@@ -47,6 +48,7 @@ __all__ = [
     "lora_params",
     "model_skeleton",
     "probe_step",
+    "query_value_modules",
     "resolve_target_modules",
     "resolve_target_sets",
     "state_checksum",

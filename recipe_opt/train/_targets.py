@@ -23,7 +23,14 @@ from typing import Any
 
 from recipe_opt.exceptions import ConfigError
 
-__all__ = ["ALL_LINEAR", "ATTENTION", "linear_layers", "resolve_target_modules", "resolve_target_sets"]
+__all__ = [
+    "ALL_LINEAR",
+    "ATTENTION",
+    "linear_layers",
+    "query_value_modules",
+    "resolve_target_modules",
+    "resolve_target_sets",
+]
 
 ALL_LINEAR = "all-linear"
 ATTENTION = "@attention"
@@ -105,3 +112,16 @@ def resolve_target_sets(
         )
         for name, mods in sets.items()
     }
+
+
+_QUERY_VALUE = re.compile(r"(^|_)(q|v|query|value|qkv|c_attn|query_key_value|Wqkv)(_proj)?$")
+
+
+def query_value_modules(model: Any) -> tuple[str, ...]:
+    """The attention's query and value projections (`q_proj`, `v_proj`), or its fused qkv
+    projection where the model has one (GPT-2's `c_attn`, Phi-3's `qkv_proj`): litgpt's default
+    LoRA targets. Falls back to every attention layer (`@attention`) when none is named so."""
+    generic = list(dict.fromkeys(_generic(n) for n in linear_layers(model)))
+    leaves = [g.split(".")[-1] for g in generic if _ATTENTION_PART.search(g)]
+    found = tuple(dict.fromkeys(leaf for leaf in leaves if _QUERY_VALUE.search(leaf)))
+    return found or resolve_target_modules(model, [ATTENTION], where="baseline litgpt", model_ref="the model")
