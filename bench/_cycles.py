@@ -31,6 +31,7 @@ def study_yaml(
     warm_start: list[str] | None = None,
     warm_recipes: int = 8,
     models_dir: Path | None = None,
+    space: Path | None = None,
 ) -> Path:
     """A config for the demo world's cycle `cycle`, writing into `directory` (its own SQLite)."""
     cfg = yaml.safe_load((REPO / "studies" / STUDY_FILES[cycle]).read_text())
@@ -40,7 +41,7 @@ def study_yaml(
             "name": name,
             "base_model": str(base),
             "data_root": str(world / "data"),
-            "search_space": str(REPO / "search_spaces" / "default.yaml"),
+            "search_space": str(space or REPO / "search_spaces" / "default.yaml"),
             "storage": f"sqlite:///{directory / 'bench.db'}",
             "output_dir": str(directory / name),
             "seed": seed,

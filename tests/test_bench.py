@@ -62,3 +62,39 @@ def test_gpu_part_runs_recipe_opts_trainer_and_counts_flops(tmp_path: Path) -> N
     # The same adapter both ways: rank 16 on every linear projection of the same model.
     assert trial["adapter_params_n"] == d["results"]["reference_loop_bf16_base"]["adapter_params_n"]
     assert trial["trial_phases_s"]["adapter_setup"] > 0
+
+
+def test_the_oracle_resumes_where_it_stopped(tiny_world: Path, tmp_path: Path) -> None:
+    """bench/oracle.py, killed (here: stopped by --max-runs) and restarted, trains nothing twice."""
+    space = tmp_path / "space.yaml"
+    default = (REPO / "search_spaces" / "default.yaml").read_text()
+    space.write_text(
+        default.replace(
+            "steps: {type: int, low: 200, high: 1000, step: 50}", "steps: {type: int, low: 20, high: 40, step: 10}"
+        )
+    )
+    out = tmp_path / "oracle.json"
+    args = [
+        sys.executable, str(REPO / "bench" / "oracle.py"), "--world", str(tiny_world), "--space", str(space),
+        "--n", "2", "--noise", "2", "--noise-seeds", "2", "--pick", str(tmp_path / "no-pick.yaml"), "--out", str(out),
+    ]  # fmt: skip
+
+    def oracle(*more: str) -> subprocess.CompletedProcess[str]:
+        r = subprocess.run([*args, *more], cwd=REPO, capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stderr[-3000:]
+        return r
+
+    oracle("--max-runs", "3")
+    first = json.loads(out.read_text())
+    assert len(first["runs"]) == 3 and not first.get("complete")
+    again = oracle()
+    trained = [ln for ln in again.stdout.splitlines() if ln.startswith("[")]
+    assert "(3 runs already in" in again.stdout and len(trained) == 10 - 3 + 2  # the rest, then two noise seeds
+    d = json.loads(out.read_text())
+    assert d["complete"] and len(d["recipes"]) == 10  # 2 Sobol points and the 8 informed-design recipes
+    assert all(d["runs"][k] == v for k, v in first["runs"].items())  # the first three were not trained again
+    assert len(d["runs"]) == 12 and d["noise"]["n_recipes"] == 2  # two recipes, each with a second seed
+    for run in d["runs"].values():
+        assert set(run["forgetting_per_suite"]) == {"arithmetic", "strings", "knowledge"}
+        assert run["tflop"] > 0 and isinstance(run["passes_gates"], bool) and run["tasks_after"]
+    assert d["noise"]["gain_sd"] >= 0 and d["setup"]["sobol"]["dimensions"] == 9
