@@ -116,12 +116,13 @@ def design(space: Any, pick: Any, sets: dict[str, Any], n: int, seed: int) -> li
     from recipe_opt.registry import BASELINES
 
     d = dimensions(space)
-    points = sobol(d, n + 8, seed)
+    points = sobol(d, n, seed)  # n a power of 2 keeps the sample's balance
+    fillers = sobol(d, 8, seed + 1)  # what the informed design's points leave open
     out: list[tuple[str, Any, dict[str, Any]]] = []
-    for i, u in enumerate(points[:n]):
+    for i, u in enumerate(points):
         t = UnitCubeTrial(u)
         out.append((f"sobol-{i:03d}", space.sample(t), t.params))
-    for i, (point, u) in enumerate(zip(space.informed_design(), points[n:], strict=False)):
+    for i, (point, u) in enumerate(zip(space.informed_design(), fillers, strict=False)):
         t = UnitCubeTrial(u, fixed=point)
         out.append((f"informed-{i}", space.sample(t), t.params))
     if pick is not None:
