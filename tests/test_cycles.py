@@ -161,6 +161,7 @@ def test_register_a_foundation_release(tmp_path: Path, tiny_world: Path) -> None
 
 def test_the_price_and_the_baselines_are_shown_beside_the_pick(two_cycles: TwoCycles) -> None:
     run = two_cycles
+
     # The search's price, in full updates of its pick: after search, and after apply measured.
     def said(step: str) -> str:  # the console wraps long lines at 140 columns
         return " ".join(run.out[step].stdout.split())

@@ -7,19 +7,9 @@ from pathlib import Path
 import optuna
 import pytest
 
-from recipe_opt.recipe import Adapter, Budget, Mixture, Recipe, Replay, Schedule
 from recipe_opt.study import StudyRecord, search_price
 from recipe_opt.study._attrs import ATTR_ORIGIN, ATTR_PROXY_TFLOPS, ATTR_SELECTION, PRIOR
-
-
-def _recipe(steps: int) -> Recipe:
-    return Recipe(
-        Mixture.from_mapping({"mul": 0.5, "add_text": 0.5}),
-        Replay(0.1),
-        Schedule(1e-3, 0.1, "cosine"),
-        Adapter(8, 2.0, ("q_proj",)),
-        Budget(steps, 32),
-    )
+from tests.test_selection import recipe as _recipe
 
 
 def _study() -> optuna.Study:

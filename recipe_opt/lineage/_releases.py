@@ -27,6 +27,7 @@ from recipe_opt.lineage._rows import (
     _evaluation,
     _family_row,
     _new_version,
+    _producing_decision,
     _recipe_row,
     _version_row,
 )
@@ -188,16 +189,5 @@ class _Releases:
     def producing_recipe(self, family: str, version: str) -> Recipe | None:
         """The recipe whose `apply` made `version` (released or rejected), if an `apply` did."""
         with self.session() as s:
-            row = s.scalar(
-                select(ReleaseDecision)
-                .join(ModelVersion, ReleaseDecision.version_id == ModelVersion.id)
-                .where(
-                    ModelVersion.family == family,
-                    ModelVersion.name == version,
-                    ReleaseDecision.action.in_(("release", "reject")),
-                    ReleaseDecision.recipe_id.is_not(None),
-                )
-                .order_by(ReleaseDecision.id.desc())
-                .limit(1)
-            )
+            row = _producing_decision(s, family, version)
             return Recipe.from_dict(row.recipe.body) if row is not None and row.recipe is not None else None

@@ -16,7 +16,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from recipe_opt.exceptions import LineageError
-from recipe_opt.lineage._models import TIERS, Evaluation, Family, ModelVersion, RecipeRecord, UpdateCycle
+from recipe_opt.lineage._models import (
+    TIERS,
+    Evaluation,
+    Family,
+    ModelVersion,
+    RecipeRecord,
+    ReleaseDecision,
+    UpdateCycle,
+)
 from recipe_opt.lineage._views import SuiteScore
 from recipe_opt.recipe import Recipe
 
@@ -27,6 +35,21 @@ def _version_row(s: Session, family: str, name: str) -> ModelVersion | None:
 
 def _cycle_row(s: Session, study_name: str) -> UpdateCycle | None:
     return s.scalar(select(UpdateCycle).where(UpdateCycle.study_name == study_name))
+
+
+def _producing_decision(s: Session, family: str, version: str) -> ReleaseDecision | None:
+    """The latest `apply` decision (released or rejected) that registered `version`, if any."""
+    return s.scalar(
+        select(ReleaseDecision)
+        .join(ModelVersion, ReleaseDecision.version_id == ModelVersion.id)
+        .where(
+            ModelVersion.family == family,
+            ModelVersion.name == version,
+            ReleaseDecision.action.in_(("release", "reject")),
+        )
+        .order_by(ReleaseDecision.id.desc())
+        .limit(1)
+    )
 
 
 def _family_row(s: Session, family: str) -> Family:

@@ -37,6 +37,7 @@ from recipe_opt.lineage._rows import (
     _cycle_row,
     _family_row,
     _new_version,
+    _producing_decision,
     _recipe_row,
     _version_row,
 )
@@ -255,18 +256,7 @@ class LineageStore(_Releases):
     def producing_cycle(self, family: str, version: str) -> str | None:
         """The study whose selected recipe produced `version` (through `apply`), if any."""
         with self.session() as s:
-            row = s.scalar(
-                select(ReleaseDecision)
-                .join(ModelVersion, ReleaseDecision.version_id == ModelVersion.id)
-                .where(
-                    ModelVersion.family == family,
-                    ModelVersion.name == version,
-                    ReleaseDecision.action.in_(("release", "reject")),
-                    ReleaseDecision.cycle_id.is_not(None),
-                )
-                .order_by(ReleaseDecision.id.desc())
-                .limit(1)
-            )
+            row = _producing_decision(s, family, version)
             return row.cycle.study_name if row is not None and row.cycle is not None else None
 
     def applied_version(self, study_name: str) -> VersionInfo | None:

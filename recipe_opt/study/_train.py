@@ -242,6 +242,4 @@ def baseline_recipes(
     # A recipe from another cycle mixes that cycle's sources (here they may be replay pools):
     # it keeps its own settings and takes the pick's mixture, as the registered defaults do.
     sources = set(cfg.sources.new)
-    return [
-        (label, r if set(r.mixture.as_dict()) <= sources else replace(r, mixture=pick.mixture)) for label, r in out
-    ]
+    return [(label, r if set(r.mixture.as_dict()) <= sources else replace(r, mixture=pick.mixture)) for label, r in out]
