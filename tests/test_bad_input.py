@@ -657,6 +657,14 @@ CASES = [
         ),
         id="option-train-recipe-missing",
     ),
+    pytest.param(
+        Case(
+            write("mine.yaml", "mixture: {mul: 0.5\n"),
+            "{root}/mine.yaml: not a recipe: ",
+            argv=("train", "{root}/mine.yaml", "--study", "{study}"),
+        ),
+        id="option-train-recipe-not-yaml",
+    ),
     # ---- with PostgreSQL storage, failing after the storage was reached --------------------------
     pytest.param(
         Case(

@@ -33,6 +33,8 @@ def train(
     """
     import json
 
+    import yaml
+
     from recipe_opt._files import write_atomic
     from recipe_opt.recipe import Recipe
     from recipe_opt.study import FullFidelity, StudyRunner, load_inputs
@@ -42,8 +44,9 @@ def train(
         recipe = Recipe.load(recipe_file)
     except FileNotFoundError:
         raise ConfigError.single(str(recipe_file), "", "file not found") from None
-    except (OSError, ValueError, TypeError, KeyError) as exc:
-        raise ConfigError.single(str(recipe_file), "", f"not a recipe: {exc}") from None
+    except (OSError, ValueError, TypeError, KeyError, yaml.YAMLError) as exc:
+        why = str(exc).removeprefix(f"{recipe_file}: ").splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConfigError.single(str(recipe_file), "", f"not a recipe: {why}") from None
     if seed is not None:
         recipe = replace(recipe, seed=seed)
     target = out or cfg.output_path / "train" / f"{recipe.short_hash}-s{recipe.seed}.json"

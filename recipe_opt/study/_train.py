@@ -15,6 +15,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from recipe_opt.config import StudyConfig
 from recipe_opt.evaluate import Evaluation, SuiteEvaluator
 from recipe_opt.exceptions import ConfigError, RecipeOptError, StudyError
@@ -237,7 +239,7 @@ def baseline_recipes(
             path = cfg.resolve(name)
             try:
                 out.append((name, Recipe.load(path)))
-            except (OSError, ValueError, RecipeOptError) as exc:
+            except (OSError, ValueError, TypeError, KeyError, RecipeOptError, yaml.YAMLError) as exc:
                 raise ConfigError.single(str(cfg.config_path), "baselines", f"{name}: {exc}") from None
     # A recipe from another cycle mixes that cycle's sources (here they may be replay pools):
     # it keeps its own settings and takes the pick's mixture, as the registered defaults do.
