@@ -35,7 +35,7 @@ def train(
 
     import yaml
 
-    from recipe_opt._files import write_atomic
+    from recipe_opt._files import unwritable, write_atomic
     from recipe_opt.recipe import Recipe
     from recipe_opt.study import FullFidelity, StudyRunner, load_inputs
 
@@ -50,6 +50,9 @@ def train(
     if seed is not None:
         recipe = replace(recipe, seed=seed)
     target = out or cfg.output_path / "train" / f"{recipe.short_hash}-s{recipe.seed}.json"
+    problem = unwritable(target.parent)  # found now, not after the training
+    if problem is not None:
+        raise ConfigError.single("--out" if out else str(cfg.config_path), "" if out else "output_dir", problem)
     quiet_libraries()
     torch_threads()
     runner = StudyRunner(cfg, space)
