@@ -69,7 +69,7 @@ def search_price(
     spent = sum(t.proxy_tflops for t in own) + reruns
     update: float | None = measured_update_tflop
     number = (selection or {}).get("trial_number")
-    selected = None if number is None else record.trial(int(number))
+    selected = None if number is None else next((t for t in record.trials if t.number == int(number)), None)
     if update is None and selected is not None:
         cost = selected.values.get("cost")
         full = (selected.metrics.get("train") or {}).get("full_update_tflops")
