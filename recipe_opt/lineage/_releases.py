@@ -6,7 +6,7 @@ A mixin of `LineageStore`, which owns the sessions: each method is one transacti
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -38,8 +38,8 @@ __all__: list[str] = []
 
 
 class _Releases:
-    def session(self) -> AbstractContextManager[Session]:  # provided by LineageStore
-        raise NotImplementedError
+    # LineageStore's own `session()`, declared here for the type checker only.
+    session: Callable[[], AbstractContextManager[Session]]
 
     # ---- apply: a new version with its evaluations and the release decision --------------------
     def record_apply(
