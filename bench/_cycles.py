@@ -64,6 +64,18 @@ def study_yaml(
     return path
 
 
+def base_fingerprint(model_dir: Path) -> str:
+    """The lineage's fingerprint of a model directory (sha256 over its config and weights).
+
+    The demo world is bit-reproducible on one machine, not across CPUs: v0 pre-trained with one
+    host's float kernels differs from another's (seen here: two sessions' v0 scored demo_mul 0.05
+    and 0.00 before any update), so full-fidelity runs are comparable only on the same base.
+    """
+    from recipe_opt.study import weights_fingerprint
+
+    return weights_fingerprint(model_dir)
+
+
 def runner_for(cfg_path: Path) -> Any:
     from recipe_opt.config import load_study_config
     from recipe_opt.space import load_search_space

@@ -18,7 +18,8 @@ cheaper; a test checks they agree exactly). The recipes:
   training seeds 1 .. `--noise-seeds - 1`: the noise floor at full fidelity.
 
 Resumable: each run is written to the JSON (atomically) as it finishes, keyed by recipe hash and
-seed, and a restarted run skips what is there. Writes bench/results/oracle_cycle<N>.json.
+seed, and a restarted run skips what is there. The file keeps the base model's sha256 and refuses
+to mix in runs of another base (`--restart` discards them). Writes bench/results/oracle_cycle<N>.json.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from _cycles import REPO, runner_for, study_yaml
+from _cycles import REPO, base_fingerprint, runner_for, study_yaml
 
 SCHEMA = 1
 
@@ -191,6 +192,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--space", type=Path, default=None, help="the search space (default search_spaces/default.yaml)")
     ap.add_argument("--max-runs", type=int, default=None, help="stop after this many new runs (resume later)")
+    ap.add_argument("--restart", action="store_true", help="discard runs measured on another base model")
     args = ap.parse_args()
     n = args.n or (128 if args.cycle == 1 else 64)
     out_path = args.out or REPO / "bench" / "results" / f"oracle_cycle{args.cycle}.json"
@@ -221,6 +223,17 @@ def main() -> None:
     recipes = design(runner.space, pick, sets, n, args.seed)
 
     data = load(out_path)
+    base_sha = base_fingerprint(runner.cfg.base_model_path)
+    if data.get("runs") and data.get("base_sha256") != base_sha:
+        if not args.restart:
+            sys.exit(
+                f"error: {out_path}: its {len(data['runs'])} runs were measured on a base model with sha256 "
+                f"{str(data.get('base_sha256'))[:12]}, but {runner.cfg.base_model_path} has {base_sha[:12]} "
+                "(a demo world built on another CPU differs bit-wise); pass --restart to measure afresh"
+            )
+        print(f"--restart: discarding {len(data['runs'])} runs measured on another base model", flush=True)
+        data = {}
+    data["base_sha256"] = base_sha
     runs: dict[str, dict[str, Any]] = data.get("runs", {})
     started = time.perf_counter()
     new_runs = 0

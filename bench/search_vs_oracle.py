@@ -1,28 +1,35 @@
 """Benchmark: the search against the full-fidelity oracle (bench/oracle.py): the pick's regret,
 the front's quality, and the search's price in full updates.
 
-    python bench/search_vs_oracle.py [--seeds 5] [--arms default,random,tpe] [--trials 40]
+    python bench/search_vs_oracle.py [--seeds 5] [--arms default,random,tpe,cycle2:default,cycle2:cold]
 
-Each arm runs the search as a user would, on the demo world's cycle-1 update (the shipped
-studies/demo.yaml with the native scorer, lm-eval's metric at a seventh of the cost):
+Each arm runs the search as a user would, with the native scorer (lm-eval's metric at a seventh
+of the cost):
 
-* `default`: the shipped config as it is (GP after the informed design, 24 trials, proxies of a
-  quarter of the steps, its gates and `gain-within-gates`);
-* `random`, `tpe`: the same with random search / multivariate TPE and no informed design.
+* `default`: studies/demo.yaml as it is (GP after the informed design, 24 trials, proxies of a
+  quarter of the steps, its gates and `gain-within-gates`), on the demo world's cycle-1 update;
+* `random`, `tpe`: the same with random search / multivariate TPE and no informed design;
+* `cycle2:default`: studies/demo-cycle-2.yaml as it is (16 trials, `warm_start: [auto]`) on the
+  v1 that `recipe-opt apply studies/demo.yaml` made, in a copy of the demo's studies/demo.db, so
+  the warm start finds the cycle-1 study as a user's would; `cycle2:cold`: the same, cold.
 
 Each search runs `--trials` trials (40, for the front after 40); the pick is what the shipped
-budget (its `n_trials`, 24) would select from the first 24. Every recipe the figures need at
-full fidelity (the picks, the front members after 5, 10, 20 and 40 trials) is looked up in the
-oracle when the same recipe and seed is there, else trained exactly as `apply` trains it and
-cached (resumable) in bench/results/search_vs_oracle_runs.json. Per arm and seed:
+budget (its `n_trials`: 24 in cycle 1, 16 in cycle 2) would select from its first trials. Every
+recipe the figures need at full fidelity (the picks, the front members after 5, 10, 20 and 40
+trials) is looked up in the oracle when the same recipe and seed is there, else trained exactly
+as `apply` trains it and cached (resumable, keyed by the base model's fingerprint) in
+bench/results/search_vs_oracle_runs.json. Per arm and seed:
 
 * pick_relative: the pick's full-fidelity gain / the best full-fidelity gain among the oracle's
   recipes that pass the gates at full fidelity; pick_passes_gates_full: whether the pick does;
 * full_hv_relative_by_trials: the hypervolume (gain up, forgetting and cost down; reference at
   gain 0, the forgetting bound, 1.1 x the oracle's largest cost) of the full-fidelity values of the
   feasible front after k trials, over the oracle's; only members that pass at full fidelity count;
-* search_over_update: the search's proxy compute over its first 24 trials (pruned and failed
-  included, plus re-runs) / the measured full-update compute of its pick.
+* search_over_update: the search's proxy compute over the trials the pick is chosen from (pruned
+  and failed included, plus re-runs) / the measured full-update compute of its pick.
+
+Each oracle must have been measured on this machine's base model (its sha256 is checked); runs
+of an arm against another oracle are dropped and searched again.
 
 Writes bench/results/search_vs_oracle.json.
 """
@@ -33,6 +40,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import statistics
 import sys
 import tempfile
@@ -41,12 +49,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _cycles import REPO, run_study, runner_for, study_yaml
+import yaml
+from _cycles import REPO, STUDY_FILES, base_fingerprint, run_study, runner_for, study_yaml
 
-ARMS: dict[str, dict[str, Any] | None] = {
-    "default": None,  # the shipped config's sampler
-    "random": {"name": "random", "initial_design": "none"},
-    "tpe": {"name": "tpe", "n_startup_trials": 8, "initial_design": "none"},
+# name -> (cycle, sampler override or None for the shipped config's, warm start from cycle 1)
+ARMS: dict[str, tuple[int, dict[str, Any] | None, bool]] = {
+    "default": (1, None, False),  # studies/demo.yaml as it is
+    "random": (1, {"name": "random", "initial_design": "none"}, False),
+    "tpe": (1, {"name": "tpe", "n_startup_trials": 8, "initial_design": "none"}, False),
+    "cycle2:default": (2, None, True),  # studies/demo-cycle-2.yaml as it is: warm start `auto`
+    "cycle2:cold": (2, None, False),  # the same with `--warm-start none`
 }
 CHECKPOINTS = (5, 10, 20, 40)
 
@@ -82,8 +94,9 @@ def prefix_study(study: Any, k: int) -> Any:
 class FullRuns:
     """Full-fidelity results by recipe hash and seed: the oracle's, then this benchmark's own."""
 
-    def __init__(self, oracle: dict[str, Any], cache_path: Path, runner: Any) -> None:
+    def __init__(self, oracle: dict[str, Any], cache_path: Path, runner: Any, base_sha: str) -> None:
         self.oracle = oracle.get("runs", {})
+        self.base = base_sha[:16]  # the cache holds runs of several bases (cycles, machines)
         self.cache_path = cache_path
         self.cache: dict[str, Any] = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
         self.runner = runner
@@ -97,6 +110,7 @@ class FullRuns:
         if key in self.oracle:
             self.looked_up += 1
             return dict(self.oracle[key])
+        key = f"{self.base}:{key}"
         if key not in self.cache:
             if self._fidelity is None:
                 from recipe_opt.study import FullFidelity
@@ -113,10 +127,80 @@ class FullRuns:
         return dict(self.cache[key])
 
 
+class Cycle:
+    """One cycle's truth (its oracle) and what its arms share: the lookup runner, the pick budget."""
+
+    def __init__(self, cycle: int, args: argparse.Namespace, tmp: Path) -> None:
+        self.cycle = cycle
+        self.oracle_path = args.oracle if cycle == 1 else args.oracle2
+        if not self.oracle_path.is_file():
+            sys.exit(
+                f"error: {self.oracle_path}: not found; run `python bench/oracle.py --cycle {cycle}"
+                + (" --base demo_world/models/v1`" if cycle == 2 else "`")
+                + " first, or leave this cycle's arms out of --arms"
+            )
+        self.oracle = json.loads(self.oracle_path.read_text())
+        if not self.oracle.get("complete"):
+            print(f"note: {self.oracle_path} is not complete; figures are against what it holds", file=sys.stderr)
+        self.dir = tmp / f"cycle{cycle}"
+        self.dir.mkdir()
+        self.base_model = None
+        if cycle == 2:
+            # Cycle 2 as a user runs it: on the v1 `recipe-opt apply studies/demo.yaml` made, in the
+            # family's database (its cycle-1 study and lineage), so `warm_start: [auto]` finds cycle 1.
+            if not args.family_db.is_file():
+                sys.exit(f"error: {args.family_db}: not found; run the README demo (search, then apply) first")
+            shutil.copy(args.family_db, self.dir / "bench.db")
+            self.base_model = args.world / "models" / "v1"
+        lookup = study_yaml(self.dir, args.world, "lookup", cycle=cycle, base_model=self.base_model, space=args.space)
+        self.runner = runner_for(lookup)
+        self.cfg = self.runner.cfg
+        base_sha = base_fingerprint(self.cfg.base_model_path)
+        if self.oracle.get("base_sha256") != base_sha:
+            sys.exit(
+                f"error: {self.oracle_path} was measured on a base model with sha256 "
+                f"{str(self.oracle.get('base_sha256'))[:12]}, but {self.cfg.base_model_path} has {base_sha[:12]}; "
+                f"rerun `python bench/oracle.py --cycle {cycle} --restart` on this machine's demo world"
+            )
+        shipped = yaml.safe_load((REPO / "studies" / STUDY_FILES[cycle]).read_text())
+        self.budget = int(shipped["trials"]["n_trials"])  # what the pick is chosen from
+        self.full = FullRuns(self.oracle, args.cache, self.runner, base_sha)
+        # The oracle's truth: which recipes pass at full fidelity, the best in-gate gain, its hypervolume.
+        self.first_seed = [r for r in self.oracle["runs"].values() if "noise_of" not in r]
+        self.passing = [r for r in self.first_seed if r["passes_gates"]]
+        self.best = max((r["gain"] for r in self.passing), default=float("nan"))
+        self.ref = (0.0, float(self.cfg.gates.max_forgetting or 1.0), 1.1 * max(r["cost"] for r in self.first_seed))
+        self.hv = hypervolume(self.passing, self.ref)
+
+    def summary(self) -> dict[str, Any]:
+        noise = self.oracle.get("noise", {})
+        path = self.oracle_path
+        return {
+            "file": str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path),
+            "complete": bool(self.oracle.get("complete")),
+            "base_sha256": self.oracle.get("base_sha256"),
+            "n_recipes": len(self.first_seed),
+            "n_passing_gates": len(self.passing),
+            "best_in_gate_gain": self.best,
+            "hypervolume": self.hv,
+            "hv_reference": {"gain": self.ref[0], "forgetting": self.ref[1], "cost": self.ref[2]},
+            "noise": {
+                "n_recipes": noise.get("n_recipes"),
+                "gain_sd": noise.get("gain_sd"),
+                "forgetting_sd": noise.get("forgetting_sd"),
+            },
+            "pick_budget": self.budget,
+        }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--world", type=Path, default=REPO / "demo_world")
     ap.add_argument("--oracle", type=Path, default=REPO / "bench" / "results" / "oracle_cycle1.json")
+    ap.add_argument("--oracle2", type=Path, default=REPO / "bench" / "results" / "oracle_cycle2.json")
+    ap.add_argument(
+        "--family-db", type=Path, default=REPO / "studies" / "demo.db", help="cycle 2: the demo's study database"
+    )
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--arms", default=",".join(ARMS))
     ap.add_argument("--trials", type=int, default=max(CHECKPOINTS))
@@ -124,6 +208,10 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "search_vs_oracle.json")
     ap.add_argument("--cache", type=Path, default=REPO / "bench" / "results" / "search_vs_oracle_runs.json")
     args = ap.parse_args()
+    arms = args.arms.split(",")
+    unknown = [a for a in arms if a not in ARMS]
+    if unknown:
+        ap.error(f"--arms: unknown {', '.join(unknown)} (known: {', '.join(ARMS)})")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import torch
 
@@ -131,28 +219,18 @@ def main() -> None:
 
     threads = int(os.environ.get("OMP_NUM_THREADS") or len(os.sched_getaffinity(0)))
     torch.set_num_threads(threads)
-    oracle = json.loads(args.oracle.read_text())
-    if not oracle.get("complete"):
-        print(f"note: {args.oracle} is not complete; figures are against what it holds", file=sys.stderr)
     tmp = Path(tempfile.mkdtemp(prefix="recipe-opt-vs-oracle-"))
-    base_cfg = study_yaml(tmp, args.world, "lookup", cycle=1, space=args.space)
-    runner = runner_for(base_cfg)
-    cfg = runner.cfg
-    budget = int(cfg.trials.n_trials or 24)  # the shipped budget: what the pick is chosen from
-    full = FullRuns(oracle, args.cache, runner)
-
-    # The oracle's truth: which recipes pass at full fidelity, the best in-gate gain, its hypervolume.
-    first_seed = [r for r in oracle["runs"].values() if r["seed"] == 0]
-    passing = [r for r in first_seed if r["passes_gates"]]
-    best = max((r["gain"] for r in passing), default=float("nan"))
-    ref = (0.0, float(cfg.gates.max_forgetting or 1.0), 1.1 * max(r["cost"] for r in first_seed))
-    oracle_hv = hypervolume(passing, ref)
-    noise = oracle.get("noise", {})
+    cycles = {c: Cycle(c, args, tmp) for c in sorted({ARMS[a][0] for a in arms})}
 
     # Resumable: each (arm, seed) is written as it finishes and skipped when run again.
     previous = json.loads(args.out.read_text()) if args.out.is_file() else {}
     done_runs: dict[str, Any] = previous.get("by_run", {})
-    arms_out: dict[str, Any] = {}
+    oracles: dict[str, Any] = previous.get("oracles", {})
+    for c, cy in cycles.items():
+        if oracles.get(str(c), {}).get("base_sha256") != cy.oracle.get("base_sha256"):
+            # Runs against another oracle (another machine's demo world) do not mix with these.
+            done_runs = {k: v for k, v in done_runs.items() if ARMS[v["arm"]][0] != c}
+        oracles[str(c)] = cy.summary()
     started = time.perf_counter()
 
     def write(out: dict[str, Any]) -> None:
@@ -160,31 +238,44 @@ def main() -> None:
 
         write_atomic(args.out, json.dumps(out, indent=2) + "\n")
 
-    for arm in args.arms.split(","):
-        sampler = ARMS[arm]
+    for arm in arms:
+        cycle, sampler, warm = ARMS[arm]
+        cy = cycles[cycle]
         for seed in range(args.seeds):
             name = f"{arm}-s{seed}"
             if name in done_runs:
                 continue
             path = study_yaml(
-                tmp, args.world, name, cycle=1, seed=seed, trials=args.trials, sampler=sampler, space=args.space
+                cy.dir,
+                args.world,
+                name.replace(":", "-"),
+                cycle=cycle,
+                base_model=cy.base_model,
+                seed=seed,
+                trials=args.trials,
+                sampler=sampler,
+                space=args.space,
+                warm_start=["auto"] if warm else None,
+                warm_recipes=int(cy.cfg.warm_start.max_recipes),
             )
-            print(f"{name}: searching ({args.trials} trials)", flush=True)
-            study, seconds = run_study(path)
-            pick_study = prefix_study(study, budget)
-            selected = select_recipe(pick_study, cfg)
-            pick = full.get(selected.recipe)
+            print(f"{name}: searching ({args.trials} trials{', warm start' if warm else ''})", flush=True)
+            study, seconds = run_study(path, warm=warm)
+            pick_study = prefix_study(study, cy.budget)
+            selected = select_recipe(pick_study, cy.cfg)
+            t0 = time.perf_counter()
+            pick = cy.full.get(selected.recipe)
+            pick_seconds = pick.get("seconds", time.perf_counter() - t0)
             price = search_price(StudyRecord.read(pick_study), measured_update_tflop=pick["cost"])
             hv: dict[str, float | None] = {}
             for k in CHECKPOINTS:
-                front = StudyRecord.read(prefix_study(study, k), gates=cfg.gates).front
-                members = [full.get(t.recipe) for t in front if t.recipe is not None]
-                value = hypervolume([m for m in members if m["passes_gates"]], ref)
-                hv[str(k)] = value / oracle_hv if oracle_hv and len(study.trials) >= k else None
+                front = StudyRecord.read(prefix_study(study, k), gates=cy.cfg.gates).front
+                members = [cy.full.get(t.recipe) for t in front if t.recipe is not None]
+                value = hypervolume([m for m in members if m["passes_gates"]], cy.ref)
+                hv[str(k)] = value / cy.hv if cy.hv and len(study.trials) >= k else None
             done_runs[name] = {
                 "arm": arm,
                 "seed": seed,
-                "pick_relative": pick["gain"] / best,
+                "pick_relative": pick["gain"] / cy.best,
                 "pick_passes_gates_full": bool(pick["passes_gates"]),
                 "search_over_update": price.ratio,
                 "full_hv_relative": hv,
@@ -194,62 +285,89 @@ def main() -> None:
                 "full": {k: pick[k] for k in ("gain", "forgetting", "cost")},
                 "search_tflop": price.search_tflop,
                 "search_seconds": round(seconds),
+                "pick_full_seconds": round(float(pick_seconds), 1),
             }
-            write({**previous, "by_run": done_runs})
+            write({**previous, "oracles": oracles, "by_run": done_runs})
             print(
                 f"{name}: pick trial {selected.trial_number} full gain {pick['gain']:+.3f} "
-                f"({pick['gain'] / best:.2f} of the best in-gate), gates {'pass' if pick['passes_gates'] else 'FAIL'}, "
-                f"price {price.ratio:.1f} updates",
+                f"({pick['gain'] / cy.best:.2f} of the best in-gate), "
+                f"gates {'pass' if pick['passes_gates'] else 'FAIL'}, "
+                f"price {price.ratio:.2f} updates",
                 flush=True,
             )
-    for arm in args.arms.split(","):
+    arms_out: dict[str, Any] = {}
+    for arm in ARMS:
         runs = sorted((r for r in done_runs.values() if r["arm"] == arm), key=lambda r: r["seed"])
+        if not runs:
+            continue
         rows: dict[str, Any] = {
             "pick_relative": [r["pick_relative"] for r in runs],
             "pick_passes_gates_full": [r["pick_passes_gates_full"] for r in runs],
             "search_over_update": [r["search_over_update"] for r in runs],
             "full_hv_relative_by_trials": {str(k): [r["full_hv_relative"][str(k)] for r in runs] for k in CHECKPOINTS},
+            "search_seconds": [r["search_seconds"] for r in runs],
+            "pick_full_seconds": [r.get("pick_full_seconds") for r in runs],
         }
-        rows["mean"] = {
-            "pick_relative": statistics.fmean(rows["pick_relative"]),
+        rows["median"] = {
+            "pick_relative": statistics.median(rows["pick_relative"]),
             "pick_passes_gates_full": statistics.fmean(rows["pick_passes_gates_full"]),
-            "search_over_update": statistics.fmean(rows["search_over_update"]),
+            "search_over_update": statistics.median(rows["search_over_update"]),
             "full_hv_relative_by_trials": {
-                k: statistics.fmean(v) for k, v in rows["full_hv_relative_by_trials"].items() if v and None not in v
+                k: statistics.median(v) for k, v in rows["full_hv_relative_by_trials"].items() if v and None not in v
             },
         }
         arms_out[arm] = rows
     out = {
-        "command": " ".join(["python", "bench/search_vs_oracle.py", *sys.argv[1:]]),
+        "command": "python bench/search_vs_oracle.py",
         "machine": {"cpu_count": os.cpu_count(), "threads": threads, "platform": platform.platform()},
-        "oracle": {
-            "file": str(args.oracle.relative_to(REPO)) if args.oracle.is_relative_to(REPO) else str(args.oracle),
-            "n_recipes": len(first_seed),
-            "n_passing_gates": len(passing),
-            "best_in_gate_gain": best,
-            "hypervolume": oracle_hv,
-            "hv_reference": {"gain": ref[0], "forgetting": ref[1], "cost": ref[2]},
-            "noise": {"gain_sd": noise.get("gain_sd"), "forgetting_sd": noise.get("forgetting_sd")},
-        },
+        "oracle": oracles.get("1", {}),
+        "oracles": oracles,
         "setup": {
-            "study": "studies/demo.yaml (native scorer), cycle 1 of the demo world",
-            "pick_budget": budget,
+            "studies": "studies/demo.yaml (cycle 1) and studies/demo-cycle-2.yaml (cycle 2), native scorer",
             "trials": args.trials,
             "seeds": list(range(args.seeds)),
-            "arms": {a: ARMS[a] or "the shipped config's sampler" for a in arms_out},
+            "arms": {a: {"cycle": ARMS[a][0], "sampler": ARMS[a][1] or "the shipped config's", "warm": ARMS[a][2]}
+                     for a in arms_out},
         },
-        "full_runs": {"looked_up_in_oracle": full.looked_up, "trained": full.trained},
+        "full_runs": {
+            "looked_up_in_oracle": sum(cy.full.looked_up for cy in cycles.values()),
+            "trained": sum(cy.full.trained for cy in cycles.values()),
+        },
         "arms": arms_out,
         "by_run": done_runs,
         "seconds_this_run": round(time.perf_counter() - started),
-    }
+    }  # fmt: skip
     write(out)
+    print("\n".join(markdown_table(arms_out)))
+
+
+def markdown_table(arms_out: dict[str, Any]) -> list[str]:
+    """The README's table: medians over seeds, with the range, per arm."""
+
+    def spread(values: list[float], fmt: str) -> str:
+        return f"{statistics.median(values):{fmt}} ({min(values):{fmt}} to {max(values):{fmt}})"
+
+    lines = [
+        "| arm | seeds | pick / best in-gate | pick passes gates (full) | search / update | "
+        + " | ".join(f"full HV after {k}" for k in CHECKPOINTS)
+        + " | search s | pick full run s |",
+        "|---" * (7 + len(CHECKPOINTS)) + "|",
+    ]
     for arm, rows in arms_out.items():
-        m = rows["mean"]
-        print(
-            f"{arm:<10} pick {m['pick_relative']:.2f} of best, passes {m['pick_passes_gates_full']:.0%}, "
-            f"price {m['search_over_update']:.1f} updates, HV {m['full_hv_relative_by_trials']}"
-        )
+        hv = rows["full_hv_relative_by_trials"]
+        cells = [
+            f"`{arm}`",
+            str(len(rows["pick_relative"])),
+            spread(rows["pick_relative"], ".2f"),
+            f"{sum(rows['pick_passes_gates_full'])} of {len(rows['pick_passes_gates_full'])}",
+            spread(rows["search_over_update"], ".2f"),
+            *(f"{statistics.median(hv[str(k)]):.2f}" if hv[str(k)] and None not in hv[str(k)] else "-"
+              for k in CHECKPOINTS),
+            f"{statistics.median(rows['search_seconds']):.0f}",
+            f"{statistics.median([x for x in rows['pick_full_seconds'] if x is not None] or [0]):.0f}",
+        ]  # fmt: skip
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
 
 
 if __name__ == "__main__":

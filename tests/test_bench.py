@@ -98,3 +98,9 @@ def test_the_oracle_resumes_where_it_stopped(tiny_world: Path, tmp_path: Path) -
         assert set(run["forgetting_per_suite"]) == {"arithmetic", "strings", "knowledge"}
         assert run["tflop"] > 0 and isinstance(run["passes_gates"], bool) and run["tasks_after"]
     assert d["noise"]["gain_sd"] >= 0 and d["setup"]["sobol"]["dimensions"] == 9
+    # Runs of another base model (a demo world built on another CPU) are refused, not mixed in.
+    d["base_sha256"] = "0" * 64
+    out.write_text(json.dumps(d))
+    r = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert r.returncode != 0 and "pass --restart to measure afresh" in r.stderr and "000000000000" in r.stderr
+    assert json.loads(out.read_text()) == d  # left as it was
