@@ -208,6 +208,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "search_vs_oracle.json")
     ap.add_argument("--cache", type=Path, default=REPO / "bench" / "results" / "search_vs_oracle_runs.json")
     args = ap.parse_args()
+    args.world = args.world.resolve()  # the study configs live in a temporary folder
+    args.space = args.space.resolve() if args.space else None
     arms = args.arms.split(",")
     unknown = [a for a in arms if a not in ARMS]
     if unknown:
