@@ -94,11 +94,13 @@ def prefix_study(study: Any, k: int) -> Any:
 class FullRuns:
     """Full-fidelity results by recipe hash and seed: the oracle's, then this benchmark's own."""
 
-    def __init__(self, oracle: dict[str, Any], cache_path: Path, runner: Any, base_sha: str) -> None:
+    def __init__(
+        self, oracle: dict[str, Any], cache_path: Path, cache: dict[str, Any], runner: Any, base_sha: str
+    ) -> None:
         self.oracle = oracle.get("runs", {})
         self.base = base_sha[:16]  # the cache holds runs of several bases (cycles, machines)
         self.cache_path = cache_path
-        self.cache: dict[str, Any] = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
+        self.cache = cache  # shared by every cycle's FullRuns: each writes the whole file
         self.runner = runner
         self._fidelity: Any = None
         self.looked_up = self.trained = 0
@@ -130,7 +132,7 @@ class FullRuns:
 class Cycle:
     """One cycle's truth (its oracle) and what its arms share: the lookup runner, the pick budget."""
 
-    def __init__(self, cycle: int, args: argparse.Namespace, tmp: Path) -> None:
+    def __init__(self, cycle: int, args: argparse.Namespace, tmp: Path, cache: dict[str, Any]) -> None:
         self.cycle = cycle
         self.oracle_path = args.oracle if cycle == 1 else args.oracle2
         if not self.oracle_path.is_file():
@@ -164,7 +166,7 @@ class Cycle:
             )
         shipped = yaml.safe_load((REPO / "studies" / STUDY_FILES[cycle]).read_text())
         self.budget = int(shipped["trials"]["n_trials"])  # what the pick is chosen from
-        self.full = FullRuns(self.oracle, args.cache, self.runner, base_sha)
+        self.full = FullRuns(self.oracle, args.cache, cache, self.runner, base_sha)
         # The oracle's truth: which recipes pass at full fidelity, the best in-gate gain, its hypervolume.
         self.first_seed = [r for r in self.oracle["runs"].values() if "noise_of" not in r]
         self.passing = [r for r in self.first_seed if r["passes_gates"]]
@@ -222,7 +224,8 @@ def main() -> None:
     threads = int(os.environ.get("OMP_NUM_THREADS") or len(os.sched_getaffinity(0)))
     torch.set_num_threads(threads)
     tmp = Path(tempfile.mkdtemp(prefix="recipe-opt-vs-oracle-"))
-    cycles = {c: Cycle(c, args, tmp) for c in sorted({ARMS[a][0] for a in arms})}
+    cache: dict[str, Any] = json.loads(args.cache.read_text()) if args.cache.is_file() else {}
+    cycles = {c: Cycle(c, args, tmp, cache) for c in sorted({ARMS[a][0] for a in arms})}
 
     # Resumable: each (arm, seed) is written as it finishes and skipped when run again.
     previous = json.loads(args.out.read_text()) if args.out.is_file() else {}

@@ -90,7 +90,11 @@ def two_cycles(tiny_world: Path, tmp_path_factory: pytest.TempPathFactory) -> Tw
 
     tmp = tmp_path_factory.mktemp("cycles")
     models = tmp / "models"  # the shared world stays untouched: new versions go here
-    gates = "{max_forgetting: 0.3}"
+    # Loose where the tiny world differs by CPU: this flow tests the mechanics of two cycles
+    # (select, reject, release, warm start), not learning; the gates themselves are tested in
+    # tests/test_gates.py. On one machine's tiny v0 the 10-20-step proxies gained 0.000 and
+    # dropped arithmetic by 0.68-0.83, leaving nothing to select under the old `max_forgetting: 0.3`.
+    gates = "{max_forgetting: 0.3, min_gain: -1.0, max_forgetting_per_suite: {arithmetic: 1.0}}"
     c1 = write_study(
         tmp,
         tiny_world,
