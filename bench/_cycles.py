@@ -29,24 +29,30 @@ def study_yaml(
     fraction: float | None = None,
     gates: dict[str, Any] | None = None,
     warm_start: list[str] | None = None,
-    warm_recipes: int = 8,
+    warm_recipes: int | None = None,
     models_dir: Path | None = None,
     space: Path | None = None,
 ) -> Path:
-    """A config for the demo world's cycle `cycle`, writing into `directory` (its own SQLite)."""
+    """A config for the demo world's cycle `cycle`, writing into `directory` (its own SQLite).
+
+    Paths are made absolute: the config lives in `directory`, not where the caller's paths are
+    relative to. `warm_recipes` unset keeps the shipped study's `warm_start.max_recipes`.
+    """
     cfg = yaml.safe_load((REPO / "studies" / STUDY_FILES[cycle]).read_text())
-    base = base_model or (world / "models" / cfg["base_version"])
+    world = world.resolve()
+    base = base_model.resolve() if base_model else world / "models" / cfg["base_version"]
+    warm = cfg.get("warm_start", {}).get("max_recipes", 8) if warm_recipes is None else warm_recipes
     cfg.update(
         {
             "name": name,
             "base_model": str(base),
             "data_root": str(world / "data"),
-            "search_space": str(space or REPO / "search_spaces" / "default.yaml"),
+            "search_space": str(space.resolve() if space else REPO / "search_spaces" / "default.yaml"),
             "storage": f"sqlite:///{directory / 'bench.db'}",
             "output_dir": str(directory / name),
             "seed": seed,
             "trials": {"n_trials": trials},
-            "warm_start": {"studies": warm_start or [], "max_recipes": warm_recipes},
+            "warm_start": {"studies": warm_start or [], "max_recipes": warm},
         }
     )
     if sampler is not None:

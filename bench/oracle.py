@@ -208,12 +208,7 @@ def main() -> None:
     torch.set_num_threads(threads)
     tmp = Path(tempfile.mkdtemp(prefix="recipe-opt-oracle-"))
     cfg_path = study_yaml(
-        tmp,
-        args.world.resolve(),
-        f"oracle-{args.cycle}",
-        cycle=args.cycle,
-        base_model=args.base.resolve() if args.base else None,  # the config lives in a temporary folder
-        space=args.space.resolve() if args.space else None,
+        tmp, args.world, f"oracle-{args.cycle}", cycle=args.cycle, base_model=args.base, space=args.space
     )
     runner = runner_for(cfg_path)
     ff = FullFidelity(runner)
