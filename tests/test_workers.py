@@ -239,10 +239,15 @@ def test_sigkilled_workers_trials_are_retried_and_the_budget_is_met_exactly(
     assert orphans <= n_kills - len(killed), (orphans, killed, seed)
     # Each lost trial's recipe was queued again with its retry history, and ran (or waits).
     retries = {t.number: t for t in trials if "failed_trial" in t.system_attrs}
+    # The retry starts from every value the lost trial had drawn. A kill can land between two of
+    # a trial's suggestions, and the retry (queued with those values) then draws the rest itself:
+    # its params are a superset, equal when the lost trial had drawn its whole recipe.
     for t in lost:  # a retry's history lists the chain; the last entry is the trial it replaces
         mine = [r for r in retries.values() if r.system_attrs["retry_history"][-1] == t.number]
         expected = 1 if len(t.system_attrs.get("retry_history", [])) < 3 else 0  # max_retry 3
-        assert len(mine) == expected and all(r.params == t.params for r in mine), (t.number, seed)
+        assert len(mine) == expected, (t.number, seed)
+        drawn = [r.params for r in mine]
+        assert all(t.params.items() <= p.items() for p in drawn), (t.number, t.params, drawn, seed)
     # No measurement counted twice: one finished trial at most per original recipe.
     roots = Counter(
         t.system_attrs.get("failed_trial", t.number)
