@@ -9,7 +9,15 @@ import pytest
 from recipe_opt.data import encode_examples, read_jsonl
 from recipe_opt.exceptions import TrainingError
 from recipe_opt.recipe import Adapter, Budget, Mixture, Recipe, Replay, Schedule
-from recipe_opt.train import ProxySettings, ProxyTrainer, TrainingData, load_base_model, state_checksum
+from recipe_opt.train import (
+    Fidelity,
+    ProxySettings,
+    ProxyTrainer,
+    TrainingData,
+    TrainState,
+    load_base_model,
+    state_checksum,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -163,3 +171,65 @@ def test_systems_options_change_memory_not_the_recipe(trainer: ProxyTrainer) -> 
     assert half[0] == pytest.approx(plain[0], rel=0.05) and half[-1] < half[0]
     with pytest.raises(TrainingError, match=r"must divide the batch size, but got \(batch_size=16, gradient_acc"):
         ProxyTrainer(trainer.base, trainer.data, replace(trainer.settings, grad_accumulation=3))
+
+
+def _adapter(model: object) -> dict[str, object]:
+    return {n: p.detach().clone() for n, p in model.named_parameters() if "lora" in n}  # type: ignore[attr-defined]
+
+
+def test_a_prefix_continued_from_its_state_is_the_uninterrupted_run(trainer: ProxyTrainer, tmp_path: Path) -> None:
+    """Continuation: a run stopped at step 12 of a 40-step schedule, saved to disk, loaded and
+    continued to step 40 trains exactly what one 40-step run trains, and each run counts only the
+    steps (and FLOPs) it ran itself, so the two together cost what the one run costs."""
+    import torch
+
+    r = recipe(steps=40, lr=5e-3)
+    with trainer.train(r, fidelity=Fidelity(stop=40, horizon=40)) as (model, whole):
+        straight = _adapter(model)
+    with trainer.train(r, fidelity=Fidelity(stop=12, horizon=40)) as (_, first):
+        pass
+    assert first.state is not None and first.state.step == 12 and first.proxy_steps == 12
+    first.state.save(tmp_path / "trial.pt")
+    state = TrainState.load(tmp_path / "trial.pt")
+    with trainer.train(r, fidelity=Fidelity(stop=40, horizon=40), resume=state) as (model, rest):
+        continued = _adapter(model)
+    assert (rest.start_step, rest.proxy_steps) == (12, 28)
+    assert first.losses + rest.losses == whole.losses  # bit for bit: same batches, LR, moments, RNG
+    assert all(torch.equal(straight[n], continued[n]) for n in straight)
+    assert first.proxy_flops + rest.proxy_flops == pytest.approx(whole.proxy_flops)
+    assert rest.full_update_flops == pytest.approx(whole.full_update_flops, rel=0.02)
+
+
+def test_an_annealing_branch_is_scored_but_not_continued(trainer: ProxyTrainer) -> None:
+    """The branch decays the LR to 0 over its extra steps and changes the scored model; the state
+    is the prefix's, so a continuation from it is still the uninterrupted run."""
+    r = recipe(steps=40, lr=5e-3)
+    with trainer.train(r, fidelity=Fidelity(stop=12, horizon=40)) as (model, plain):
+        prefix = _adapter(model)
+    with trainer.train(r, fidelity=Fidelity(stop=12, horizon=40, anneal=6)) as (model, annealed):
+        branched = _adapter(model)
+    assert annealed.proxy_steps == 18 and annealed.losses[:12] == plain.losses
+    assert any(not (prefix[n] == branched[n]).all() for n in prefix)
+    assert annealed.state is not None
+    with trainer.train(r, fidelity=Fidelity(stop=40, horizon=40), resume=annealed.state) as (_, rest):
+        pass
+    with trainer.train(r, fidelity=Fidelity(stop=40, horizon=40)) as (_, whole):
+        pass
+    assert plain.losses + rest.losses == whole.losses
+    # At the schedule's end there is nothing to anneal: no branch is run.
+    assert Fidelity(stop=40, horizon=40, anneal=6).branch == 0
+
+
+def test_a_state_resumes_only_its_own_recipe_and_schedule(trainer: ProxyTrainer) -> None:
+    r = recipe(steps=40)
+    with trainer.train(r, fidelity=Fidelity(stop=10, horizon=40)) as (_, first):
+        pass
+    assert first.state is not None
+    other = recipe(steps=40, rank=4)
+    for what, fid in ((other, Fidelity(stop=40, horizon=40)), (r, Fidelity(stop=50, horizon=50))):
+        with pytest.raises(TrainingError, match="cannot resume"), trainer.train(what, fidelity=fid, resume=first.state):
+            pass
+    with pytest.raises(TrainingError, match="compressed proxy"), trainer.train(r, resume=first.state):
+        pass
+    with pytest.raises(ValueError, match="stop <= horizon"):
+        Fidelity(stop=41, horizon=40)

@@ -16,6 +16,7 @@ per token) are left out: at the demo's 16-token sequences they are under 2% of 4
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import os
 import time
@@ -34,10 +35,12 @@ from recipe_opt.train._loop import collate
 
 __all__ = [
     "EarlyStop",
+    "Fidelity",
     "ProxySettings",
     "ProxyTrainer",
     "RungFn",
     "TrainResult",
+    "TrainState",
     "TrainingData",
     "TrialDiverged",
     "TrialInterrupted",
@@ -108,6 +111,62 @@ class ProxySettings:
         return max(self.min_steps, round(self.fraction * recipe.budget.steps))
 
 
+@dataclass(frozen=True)
+class Fidelity:
+    """Which part of a recipe's full update one run trains, when it is not a compressed proxy.
+
+    A compressed proxy (`ProxySettings.fraction`) squeezes the whole schedule into fewer steps, so
+    it cannot be continued: its LR has already decayed. A `Fidelity` run trains steps
+    `resume.step + 1 .. stop` of the full update's own schedule (`horizon` steps long), so a later
+    run can continue it from its `TrainState` and, at `stop == horizon`, it *is* the full update.
+    `anneal` evaluates a side branch instead of the prefix itself: from the LR at `stop` it decays
+    linearly to 0 over `anneal` extra steps (the annealing that a schedule's end would do, in
+    miniature: arXiv 2408.11029 shows most of a schedule's late loss drop is that annealing). The
+    branch is scored and thrown away; the saved state is the prefix's, taken before it.
+    """
+
+    stop: int
+    horizon: int
+    anneal: int = 0
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.stop <= self.horizon:
+            raise ValueError(f"`1 <= stop <= horizon` must hold, but got (stop={self.stop}, horizon={self.horizon})")
+        if self.anneal < 0:
+            raise ValueError(f"`anneal >= 0` must hold, but got (anneal={self.anneal})")
+
+    @property
+    def branch(self) -> int:
+        """Annealing steps actually run: none at the schedule's end (it has annealed already)."""
+        return self.anneal if self.stop < self.horizon else 0
+
+
+@dataclass
+class TrainState:
+    """Where a `Fidelity` run stopped: enough to continue it bit for bit (`ProxyTrainer.train(resume=)`).
+
+    The adapter's tensors and AdamW's moments (3x the adapter's size), the scheduler's position, the
+    RNG, and the step: the batch stream is deterministic, so it is replayed to `step`, not stored.
+    """
+
+    recipe_hash: str
+    horizon: int
+    step: int
+    adapter: dict[str, torch.Tensor]
+    optimizer: dict[str, Any]
+    scheduler: dict[str, Any]
+    rng: torch.Tensor
+    first_loss: float
+    tokens: int  # tokens trained on the way here (the prefix only, not any annealing branch)
+
+    def save(self, path: os.PathLike[str] | str) -> None:
+        torch.save(self.__dict__, path)
+
+    @classmethod
+    def load(cls, path: os.PathLike[str] | str) -> TrainState:
+        return cls(**torch.load(path, map_location="cpu", weights_only=False))
+
+
 @dataclass
 class TrainResult:
     """What one proxy run measured. All counts are exact; seconds and memory are measurements."""
@@ -135,6 +194,11 @@ class TrainResult:
     data_seconds: float = 0.0
     rung_seconds: float = 0.0
     unload_seconds: float = 0.0
+    # A `Fidelity` run: the step it started after (0 unless resumed) and its state at `stop`.
+    # `proxy_steps`, `tokens_seen` and `proxy_flops` count this run's own steps only (an annealing
+    # branch included): a continued run's compute is counted once, by the run that spent it.
+    start_step: int = 0
+    state: TrainState | None = None
 
     @property
     def step_seconds(self) -> float:
@@ -222,17 +286,35 @@ class ProxyTrainer:
         *,
         progress: ProgressFn | None = None,
         rungs: Mapping[int, RungFn] | None = None,
+        fidelity: Fidelity | None = None,
+        resume: TrainState | None = None,
     ) -> Iterator[tuple[Any, TrainResult]]:
         """Train `recipe`'s adapter; yield `(adapted_model, result)`; always restore the base.
 
-        The adapted model is only valid inside the `with` block: evaluate it there.
+        Without `fidelity`, a compressed proxy of `ProxySettings.fraction` of the steps. With it,
+        a prefix of the full update's schedule, continued from `resume` if given; the result then
+        carries the state at `fidelity.stop`. The adapted model is only valid inside the `with`
+        block: evaluate it there.
         """
         from peft import LoraConfig, get_peft_model
         from transformers import get_scheduler
 
         entered = time.perf_counter()
         s = self.settings
-        steps = s.proxy_steps(recipe)
+        steps = s.proxy_steps(recipe) if fidelity is None else fidelity.horizon
+        stop = steps if fidelity is None else fidelity.stop
+        start = 0
+        if resume is not None:
+            if fidelity is None:
+                raise TrainingError("a run can only be resumed at a `Fidelity` (a compressed proxy cannot continue)")
+            if (resume.recipe_hash, resume.horizon) != (recipe.content_hash, fidelity.horizon):
+                raise TrainingError(
+                    f"cannot resume recipe {recipe.short_hash} (horizon {fidelity.horizon}) from the state of "
+                    f"{resume.recipe_hash[:12]} (horizon {resume.horizon})"
+                )
+            if not resume.step < stop:
+                raise TrainingError(f"`resume.step < stop` must hold, but got (step={resume.step}, stop={stop})")
+            start = resume.step
         lora = LoraConfig(
             r=recipe.adapter.rank,
             # peft annotates an int, but only ever uses alpha / r as a float scale.
@@ -263,8 +345,13 @@ class ProxyTrainer:
         except ValueError as exc:
             raise TrainingError(f"cannot attach LoRA adapter: {first_line(exc)}") from None
         try:
-            trainable = [p for p in peft_model.parameters() if p.requires_grad]
+            named = [(n, p) for n, p in peft_model.named_parameters() if p.requires_grad]
+            trainable = [p for _, p in named]
             n_trainable = sum(p.numel() for p in trainable)
+            if resume is not None:
+                with torch.no_grad():
+                    for n, p in named:
+                        p.copy_(resume.adapter[n])
             optimizer = torch.optim.AdamW(
                 trainable, lr=recipe.schedule.peak_lr, weight_decay=recipe.schedule.weight_decay
             )
@@ -274,9 +361,72 @@ class ProxyTrainer:
                 num_warmup_steps=round(recipe.schedule.warmup_fraction * steps),
                 num_training_steps=steps,
             )
+            if resume is not None:
+                # In this order: the optimiser's state holds the LR the scheduler set after step
+                # `resume.step`; the scheduler's state, its position, so its next step is the one after.
+                optimizer.load_state_dict(resume.optimizer)
+                scheduler.load_state_dict(resume.scheduler)
+                torch.set_rng_state(resume.rng)
             model, optimizer = self.accelerator.prepare(peft_model, optimizer)
             tally = _Tally(n_trainable=n_trainable, setup_seconds=time.perf_counter() - entered)
-            result = self._loop(recipe, model, optimizer, scheduler, steps, tally, progress, rungs or {})
+            if resume is not None:
+                tally.reference_loss = resume.first_loss
+            if self.accelerator.device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(self.accelerator.device)
+            tally.start = time.perf_counter()
+            sampler = self.sampler(recipe)
+            for _ in range(start):  # the batch stream is deterministic: replay it to where the run stopped
+                sampler.next_batch()
+            tally.data_seconds += time.perf_counter() - tally.start
+            total = stop + (fidelity.branch if fidelity is not None else 0)
+            result = self._loop(
+                recipe,
+                model,
+                optimizer,
+                scheduler,
+                sampler,
+                range(start + 1, stop + 1),
+                total,
+                tally,
+                progress,
+                rungs or {},
+            )
+            if fidelity is not None:
+                result.start_step = start
+                result.state = TrainState(
+                    recipe_hash=recipe.content_hash,
+                    horizon=fidelity.horizon,
+                    step=stop,
+                    adapter={n: p.detach().to("cpu", copy=True) for n, p in named},
+                    optimizer=_to_cpu(copy.deepcopy(optimizer.state_dict())),
+                    scheduler=copy.deepcopy(scheduler.state_dict()),
+                    rng=torch.get_rng_state(),
+                    first_loss=tally.reference_loss if tally.reference_loss is not None else result.first_loss,
+                    tokens=(resume.tokens if resume is not None else 0) + tally.tokens,
+                )
+                if fidelity.branch:
+                    # The annealing branch: linear from the LR at `stop` to 0, on the same optimiser
+                    # (its state is saved above). LambdaLR scales the peak LR, hence the ratio.
+                    ratio = optimizer.param_groups[0]["lr"] / recipe.schedule.peak_lr
+                    n = fidelity.branch
+                    branch = torch.optim.lr_scheduler.LambdaLR(
+                        optimizer.optimizer if hasattr(optimizer, "optimizer") else optimizer,
+                        lambda i: ratio * max(0.0, 1.0 - i / n),
+                    )
+                    state, kept = result.state, result.start_step
+                    result = self._loop(
+                        recipe,
+                        model,
+                        optimizer,
+                        branch,
+                        sampler,
+                        range(stop + 1, stop + n + 1),
+                        total,
+                        tally,
+                        progress,
+                        {},
+                    )
+                    result.state, result.start_step = state, kept
             model.eval()
             yield model, result
         except TrialInterrupted as exc:
@@ -303,21 +453,19 @@ class ProxyTrainer:
         model: Any,
         optimizer: Any,
         scheduler: Any,
-        steps: int,
+        sampler: BatchSampler,
+        span: range,
+        total: int,
         tally: _Tally,
         progress: ProgressFn | None,
         rungs: Mapping[int, RungFn],
     ) -> TrainResult:
+        """Steps `span` of the run (of `total`, for progress); the tally carries on across calls."""
         s = self.settings
         device = self.accelerator.device
         pad_id = self.base.pad_id
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(device)
         model.train()
-        tally.start = time.perf_counter()
-        sampler = self.sampler(recipe)
-        tally.data_seconds += time.perf_counter() - tally.start
-        for step in range(1, steps + 1):
+        for step in span:
             data_start = time.perf_counter()
             examples = [self.data.get(d.source)[d.index] for d in sampler.next_batch()]
             # With accumulation the step's batch runs as `k` micro-batches. Each micro-batch's
@@ -349,12 +497,13 @@ class ProxyTrainer:
             if not math.isfinite(loss):
                 raise TrialDiverged(step, f"loss became {loss} at step {step}", self._result(recipe, tally, device))
             # Floored at 0.1 nats: when the first loss is near zero (the data is already known),
-            # any wobble would otherwise look like an explosion.
-            if loss > s.explode_factor * max(tally.losses[0], 0.1):
+            # any wobble would otherwise look like an explosion. A resumed run keeps the first
+            # loss of the run it continues.
+            first = tally.losses[0] if tally.reference_loss is None else tally.reference_loss
+            if loss > s.explode_factor * max(first, 0.1):
                 raise TrialDiverged(
                     step,
-                    f"loss exploded at step {step}: {loss:.3g} > {s.explode_factor:g} x first loss "
-                    f"{tally.losses[0]:.3g}",
+                    f"loss exploded at step {step}: {loss:.3g} > {s.explode_factor:g} x first loss {first:.3g}",
                     self._result(recipe, tally, device),
                 )
             if pending:
@@ -373,7 +522,7 @@ class ProxyTrainer:
             if step % 10 == 1:
                 tally.peak_rss = max(tally.peak_rss, _rss_bytes())
             if progress is not None:
-                progress(step, steps, loss)
+                progress(step, total, loss)
             if step in rungs:
                 model.eval()
                 rung_start = time.perf_counter()
@@ -430,3 +579,15 @@ class _Tally:
     start: float = 0.0
     peak_rss: int = field(default_factory=_rss_bytes)
     losses: list[float] = field(default_factory=list)
+    reference_loss: float | None = None  # a resumed run's first loss: that of the run it continues
+
+
+def _to_cpu(state: Any) -> Any:
+    """An optimiser state dict with its tensors on the CPU (a saved state outlives the device)."""
+    if isinstance(state, torch.Tensor):
+        return state.to("cpu")
+    if isinstance(state, dict):
+        return {k: _to_cpu(v) for k, v in state.items()}
+    if isinstance(state, list):
+        return [_to_cpu(v) for v in state]
+    return state
