@@ -9,6 +9,7 @@ import typer
 from recipe_opt.registry import SAMPLERS
 
 __all__ = [
+    "BudgetOption",
     "EarlyStoppingOption",
     "MaxCostOption",
     "NTrialsOption",
@@ -25,6 +26,15 @@ EarlyStoppingOption = Annotated[
     bool | None, typer.Option("--early-stopping/--no-early-stopping", help="Override rung-based early stopping.")
 ]
 TimeoutOption = Annotated[float | None, typer.Option(min=1, help="Stop starting trials after this many seconds.")]
+BudgetOption = Annotated[
+    str | None,
+    typer.Option(
+        "--budget",
+        help="What the search may spend besides the update it chooses: a share of one full update (0.25x), "
+        "TFLOP (40 TFLOP) or hours of training (0.5 gpu-hours). Screens, promotes and trains the finalist in "
+        "full (multi_fidelity); `apply` then reuses that run. Overrides trials.budget.",
+    ),
+]
 MaxCostOption = Annotated[
     float | None,
     typer.Option("--max-cost", min=0, help="Stop once the study's summed proxy compute passes this many TFLOP."),

@@ -11,6 +11,7 @@ from rich.markup import escape
 
 from recipe_opt.cli._app import StorageOption, app, console, err, error, quiet_libraries, stop_on_sigterm, torch_threads
 from recipe_opt.cli._options import (
+    BudgetOption,
     EarlyStoppingOption,
     MaxCostOption,
     NTrialsOption,
@@ -35,6 +36,7 @@ def search(
     n_trials: NTrialsOption = None,
     timeout: TimeoutOption = None,
     max_cost: MaxCostOption = None,
+    budget: BudgetOption = None,
     sampler: SamplerOption = None,
     early_stopping: EarlyStoppingOption = None,
     warm_start: WarmStartOption = None,
@@ -60,9 +62,16 @@ def search(
     """
     from recipe_opt.study import WarmStartRequest, load_inputs
 
-    cfg, space = load_inputs(config, sampler=sampler, early_stopping=early_stopping, storage=storage)
+    cfg, space = load_inputs(config, sampler=sampler, early_stopping=early_stopping, storage=storage, budget=budget)
     request = WarmStartRequest.of(cfg, warm_start, warm_start_priors)
     devices: list[str] = []
+    if workers is not None and cfg.trials.budget is not None:
+        raise ConfigError.single(
+            "--workers",
+            "",
+            f"a budgeted search (budget {cfg.trials.budget}) plans its rungs in one process; run it without "
+            "--workers, or drop the budget and set trials.n_trials",
+        )
     if workers is not None:
         from recipe_opt.cli._workers import visible_devices
 
@@ -89,11 +98,14 @@ def search(
     stop_on_sigterm()
     started = time.perf_counter()
     target = n_trials or cfg.trials.n_trials
+    if cfg.trials.budget is not None:
+        target = None  # the plan says how many, once the projection has measured a step
     where = ""
     if workers is not None:
         where = f", {workers} workers on " + (f"GPUs {','.join(devices[:workers])}" if devices else "CPU")
+    trials = f"budget {cfg.trials.budget}" if cfg.trials.budget is not None else f"{target or 'unbounded'} trials"
     console.print(
-        f"study [bold]{cfg.name}[/]: {target or 'unbounded'} trials, sampler {cfg.sampler.name}, "
+        f"study [bold]{cfg.name}[/]: {trials}, sampler {cfg.sampler.name}, "
         f"early stopping {'on' if cfg.early_stopping.enabled else 'off'}, objectives {', '.join(cfg.objectives)}, "
         f"storage {escape(cfg.storage_display)}{where}"
     )

@@ -5,6 +5,7 @@ stopping, warm start, apply and workers. Names of samplers and policies come fro
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -17,8 +18,10 @@ __all__ = [
     "EarlyStoppingConfig",
     "EvaluationConfig",
     "GatesConfig",
+    "MultiFidelityConfig",
     "ProxyConfig",
     "SamplerConfig",
+    "SearchBudget",
     "SelectionConfig",
     "SuiteConfig",
     "TrialBudget",
@@ -98,17 +101,116 @@ class ProxyConfig(_Model):
         return self
 
 
+_BUDGET = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(x|tflops?|gpu[- ]hours?|hours?|h)\s*$", re.IGNORECASE)
+_UNITS = {"x": "updates", "tflop": "tflop", "tflops": "tflop"}
+
+
+@dataclass(frozen=True)
+class SearchBudget:
+    """What a search may spend, the way a user thinks of it: a share of one full update (`0.25x`),
+    TFLOP of training (`40 TFLOP`), or hours of training on this device (`0.5 gpu-hours`)."""
+
+    amount: float
+    unit: Literal["updates", "tflop", "hours"]
+
+    @classmethod
+    def parse(cls, text: str | float) -> SearchBudget:
+        m = _BUDGET.match(str(text))
+        if m is None:
+            raise ValueError(
+                f"a budget is a share of one full update (`0.25x`), TFLOP (`40 TFLOP`) or hours of training "
+                f"(`0.5 gpu-hours`), but got {text!r}"
+            )
+        amount, unit = float(m.group(1)), m.group(2).lower()
+        if amount <= 0:
+            raise ValueError(f"`budget > 0` must hold, but got {text!r}")
+        return cls(amount, _UNITS.get(unit, "hours"))  # type: ignore[arg-type]
+
+    def __str__(self) -> str:
+        return {
+            "updates": f"{self.amount:g}x",
+            "tflop": f"{self.amount:g} TFLOP",
+            "hours": f"{self.amount:g} gpu-hours",
+        }[self.unit]
+
+
 class TrialBudget(_Model):
     n_trials: int | None = Field(default=None, ge=1)
     timeout: float | None = Field(default=None, gt=0, description="Seconds.")
     max_cost: float | None = Field(
         default=None, gt=0, description="Stop once the study's summed proxy compute passes this (TFLOP)."
     )
+    budget: str | None = Field(
+        default=None,
+        description="What the whole search may spend besides the update it chooses: a share of one full update "
+        "(`0.25x`), TFLOP (`40 TFLOP`) or hours of training (`0.5 gpu-hours`). Plans a multi-fidelity search "
+        "(`multi_fidelity`): screen, promote, train the finalist in full; `apply` reuses that run.",
+    )
+
+    @field_validator("budget", mode="before")
+    @classmethod
+    def _budget(cls, v: Any) -> str | None:
+        if v is None:
+            return None
+        SearchBudget.parse(v)
+        return str(v)
+
+    @property
+    def search_budget(self) -> SearchBudget | None:
+        return None if self.budget is None else SearchBudget.parse(self.budget)
 
     @model_validator(mode="after")
     def _some(self) -> TrialBudget:
-        if self.n_trials is None and self.timeout is None and self.max_cost is None:
-            raise ValueError("set at least one of `n_trials`, `timeout`, `max_cost`")
+        if self.n_trials is None and self.timeout is None and self.max_cost is None and self.budget is None:
+            raise ValueError("set at least one of `n_trials`, `timeout`, `max_cost`, `budget`")
+        return self
+
+
+class MultiFidelityConfig(_Model):
+    """How a search with `trials.budget` spends it (successive halving with continuation).
+
+    Every recipe is screened cheaply; the best by Pareto rank (an epsilon-net over the first
+    fronts, as MOASHA does, not one objective) are continued to each rung, a prefix of the full
+    update's own schedule, from their saved adapter and optimiser state; the best of the last rung
+    are trained to the end, which is a full update: selection picks among those full runs, and
+    `apply` reuses the pick's run instead of training again. A continued run's compute counts once.
+    """
+
+    screen: Literal["compressed", "prefix"] = Field(
+        default="compressed",
+        description="`compressed`: the whole schedule in `screen_fraction` of the steps (not continuable); "
+        "`prefix`: the first `screen_fraction` of the full schedule (continued on promotion).",
+    )
+    screen_fraction: float = Field(default=0.05, gt=0, lt=1, description="Share of the full steps a screen runs.")
+    screen_batch_size: int | None = Field(
+        default=None, ge=1, description="A compressed screen's batch (default: the proxy's `batch_size`)."
+    )
+    screen_anneal: float = Field(
+        default=0.0, ge=0, lt=1, description="A prefix screen is scored after this share of LR annealing steps."
+    )
+    rungs: list[float] = Field(
+        default_factory=lambda: [0.25], description="Prefix rungs between the screen and the full run (shares)."
+    )
+    eta: float = Field(default=3.0, gt=1, description="One in `eta` of a rung's trials is promoted to the next.")
+    finalists: int = Field(default=1, ge=1, le=8, description="Recipes trained in full at the end.")
+    min_screens: int = Field(default=4, ge=2, description="Refuse a budget that screens fewer recipes than this.")
+
+    @field_validator("rungs")
+    @classmethod
+    def _rungs(cls, v: list[float]) -> list[float]:
+        if any(not 0 < r < 1 for r in v) or sorted(set(v)) != v:
+            raise ValueError(
+                f"must be increasing shares strictly between 0 and 1 (the full run is implied), but got {v}"
+            )
+        return v
+
+    @model_validator(mode="after")
+    def _order(self) -> MultiFidelityConfig:
+        if self.rungs and self.rungs[0] <= self.screen_fraction:
+            raise ValueError(
+                f"`screen_fraction < rungs[0]` must hold, but got (screen_fraction={self.screen_fraction}, "
+                f"rungs={self.rungs})"
+            )
         return self
 
 

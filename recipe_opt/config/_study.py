@@ -20,6 +20,7 @@ from recipe_opt.config._sections import (
     EarlyStoppingConfig,
     EvaluationConfig,
     GatesConfig,
+    MultiFidelityConfig,
     ProxyConfig,
     SamplerConfig,
     SelectionConfig,
@@ -70,6 +71,7 @@ class StudyConfig(_Model):
     gates: GatesConfig = Field(default_factory=GatesConfig)
     selection: SelectionConfig = Field(default_factory=SelectionConfig)
     early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
+    multi_fidelity: MultiFidelityConfig = Field(default_factory=MultiFidelityConfig)
     warm_start: WarmStartConfig = Field(default_factory=WarmStartConfig)
     apply: ApplyConfig = Field(default_factory=ApplyConfig)
     workers: WorkersConfig = Field(default_factory=WorkersConfig)

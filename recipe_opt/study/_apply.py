@@ -26,12 +26,13 @@ from recipe_opt.evaluate import Evaluation, SuiteEvaluator
 from recipe_opt.exceptions import StudyError
 from recipe_opt.lineage import LineageStore, SuiteScore, VersionInfo
 from recipe_opt.study._gates import GateCheck, failed_reason
-from recipe_opt.study._records import StudyRecord
+from recipe_opt.study._records import StudyRecord, TrialRecord
 from recipe_opt.study._runner import StudyRunner
 from recipe_opt.study._select import weights_fingerprint
 from recipe_opt.study._train import FullFidelity, FullRun, TrainedRecipe, baseline_recipes, release_checks, run_full
+from recipe_opt.train import TrainState
 
-__all__ = ["ApplyResult", "apply_selected", "suite_scores"]
+__all__ = ["ApplyResult", "apply_selected", "reusable_run", "suite_scores"]
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,18 @@ class ApplyResult:
     weights_path: Path
     seconds: float
     baselines: list[TrainedRecipe] = field(default_factory=list)  # the study's `baselines`, at full fidelity
+
+
+def reusable_run(trial: TrialRecord) -> TrainState | None:
+    """The selected trial's full run, when a budgeted search trained it to the end of its
+    schedule and its state is still where the trial says (else None: `apply` trains afresh)."""
+    path = trial.fidelity.get("state")
+    if not trial.full_run or not path or not Path(path).is_file() or trial.recipe is None:
+        return None
+    state = TrainState.load(path)
+    if state.recipe_hash != trial.recipe.content_hash or state.step != trial.recipe.budget.steps:
+        return None
+    return state
 
 
 def suite_scores(evaluator: SuiteEvaluator, evaluation: Evaluation, backend: str) -> list[SuiteScore]:
@@ -98,11 +111,18 @@ def apply_selected(
             shutil.rmtree(partial)
         partial.mkdir(parents=True)
         try:
-            phase(
-                f"training {recipe.short_hash} at full fidelity: {recipe.budget.steps} steps of "
-                f"batch {recipe.budget.batch_size}"
-            )
-            full = run_full(setup, recipe, evaluator, parent_eval, save_to=partial, progress=progress)
+            reused = reusable_run(trial)
+            if reused is not None:
+                phase(
+                    f"reusing trial {trial.number}'s full run of {recipe.short_hash} from the search "
+                    f"({recipe.budget.steps} steps of batch {recipe.budget.batch_size}, already trained)"
+                )
+            else:
+                phase(
+                    f"training {recipe.short_hash} at full fidelity: {recipe.budget.steps} steps of "
+                    f"batch {recipe.budget.batch_size}"
+                )
+            full = run_full(setup, recipe, evaluator, parent_eval, save_to=partial, progress=progress, resume=reused)
             recipe.save(partial / "recipe.yaml")
             checks = release_checks(cfg, full.values, full.forgetting_per_suite, cfg.base_version, full.new_task_scores)
             released = all(c.passed for c in checks)

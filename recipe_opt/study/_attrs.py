@@ -14,7 +14,9 @@ __all__ = [
     "ATTR_DATA",
     "ATTR_FAILURE",
     "ATTR_FAILURE_KIND",
+    "ATTR_FIDELITY",
     "ATTR_FINGERPRINT",
+    "ATTR_LADDER",
     "ATTR_METRICS",
     "ATTR_OBJECTIVES",
     "ATTR_ORIGIN",
@@ -59,6 +61,11 @@ ATTR_WORKER = "worker"
 # Study attributes: the config it was created with (its JSON dump), the objectives it optimises,
 # the search space as resolved against the model, the selected recipe, the data read per source.
 ATTR_CONFIG = "config"
+# Trial attribute of a budgeted (multi-fidelity) search: the rung it ran at, what it trained
+# (kind, share of the full steps), the trial it continued and where its state was saved.
+ATTR_FIDELITY = "fidelity"
+# Study attribute of a budgeted search: the plan and how the budget was spent.
+ATTR_LADDER = "ladder"
 ATTR_OBJECTIVES = "objectives"
 ATTR_SPACE = "space"
 ATTR_SELECTION = "selection"

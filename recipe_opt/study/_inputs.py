@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from recipe_opt.config import SamplerConfig, StudyConfig, load_study_config
+from recipe_opt.config import SamplerConfig, SearchBudget, StudyConfig, load_study_config
 from recipe_opt.exceptions import ConfigError
 from recipe_opt.registry import SAMPLERS
 from recipe_opt.space import SearchSpace, load_search_space
@@ -21,6 +21,7 @@ def load_inputs(
     sampler: str | None = None,
     early_stopping: bool | None = None,
     storage: str | None = None,
+    budget: str | None = None,
     migrate: bool = True,
 ) -> tuple[StudyConfig, SearchSpace]:
     """The study config (with overrides) and its search space, as loaded from the files.
@@ -39,6 +40,12 @@ def load_inputs(
         cfg = cfg.model_copy(
             update={"early_stopping": cfg.early_stopping.model_copy(update={"enabled": early_stopping})}
         )
+    if budget is not None:
+        try:
+            SearchBudget.parse(budget)
+        except ValueError as exc:
+            raise ConfigError.single("--budget", "", str(exc)) from None
+        cfg = cfg.model_copy(update={"trials": cfg.trials.model_copy(update={"budget": budget})})
     space = load_search_space(cfg.search_space_path, list(cfg.sources.new))
     if cfg.base_model_kind != "dir":  # a lineage reference or hub id: a local directory from here on
         cfg = resolve_base_model(cfg, migrate=migrate)

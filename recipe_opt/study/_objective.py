@@ -9,18 +9,20 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import optuna
 
 from recipe_opt.config import StudyConfig
 from recipe_opt.evaluate import Evaluation, Outcome
-from recipe_opt.exceptions import first_line
+from recipe_opt.exceptions import TrainingError, first_line
 from recipe_opt.recipe import Recipe
 from recipe_opt.registry import objective_values
 from recipe_opt.space import SearchSpace
 from recipe_opt.study._attrs import (
+    ATTR_FIDELITY,
     ATTR_METRICS,
     ATTR_PROXY_TFLOPS,
     ATTR_RECIPE,
@@ -30,10 +32,20 @@ from recipe_opt.study._attrs import (
     set_failure,
 )
 from recipe_opt.study._gates import Scored, check_gates, constraints
+from recipe_opt.study._ladder import LadderPlan, Rung
 from recipe_opt.study._progress import Reporter, TrialSummary
 from recipe_opt.study._records import dominates, new_task_scores
 from recipe_opt.study._setup import Setup
-from recipe_opt.train import EarlyStop, RungFn, TrainResult, TrialInterrupted, TrialStopped
+from recipe_opt.train import (
+    EarlyStop,
+    Fidelity,
+    ProxyTrainer,
+    RungFn,
+    TrainResult,
+    TrainState,
+    TrialInterrupted,
+    TrialStopped,
+)
 
 __all__ = ["Measurement", "Objective"]
 
@@ -94,6 +106,7 @@ class Objective:
         reporter: Reporter,
         base_eval: Evaluation,
         rung_base: Evaluation,
+        ladder: LadderPlan | None = None,
     ) -> None:
         self.cfg = cfg
         self.space = space
@@ -101,6 +114,7 @@ class Objective:
         self.reporter = reporter
         self.base_eval = base_eval
         self.rung_base = rung_base
+        self.ladder = ladder  # a budgeted search: each trial runs at its rung's fidelity
 
     def measure(self, recipe: Recipe, *, rungs: Mapping[int, RungFn] | None = None) -> Measurement:
         """Train `recipe` by proxy, evaluate it, and derive its objective values (no Optuna)."""
@@ -111,6 +125,66 @@ class Objective:
         new = s.evaluator.new_suite.tasks
         return Measurement.of(outcome, self.base_eval, after, result, result.full_update_flops / 1e12, new)
 
+    def measure_at(
+        self, recipe: Recipe, rung: Rung, resume: TrainState | None = None
+    ) -> tuple[Measurement, TrainState | None]:
+        """Train `recipe` at a ladder rung's fidelity (continuing `resume`), score it; no Optuna."""
+        s = self.setup
+        steps = recipe.budget.steps
+        fidelity: Fidelity | None = None
+        if rung.kind == "compressed":
+            batch = self.cfg.multi_fidelity.screen_batch_size or s.trainer.settings.batch_size
+            settings = replace(s.trainer.settings, fraction=rung.share, batch_size=batch, min_steps=1)
+            trainer = ProxyTrainer(s.base, s.trainer.data, settings)
+        else:
+            trainer = s.full_trainer(recipe)  # the full update's batch: its prefix, continued, *is* it
+            stop = steps if rung.full else min(steps, max(1, round(rung.share * steps)))
+            fidelity = Fidelity(stop=stop, horizon=steps, anneal=round(rung.anneal * steps))
+        with trainer.train(recipe, progress=self.reporter.step, fidelity=fidelity, resume=resume) as (model, result):
+            after = s.evaluator.evaluate(model)
+        outcome = s.evaluator.outcome(self.base_eval, after)
+        m = Measurement.of(
+            outcome, self.base_eval, after, result, result.full_update_flops / 1e12, s.evaluator.new_suite.tasks
+        )
+        return m, result.state
+
+    def _rung_of(self, trial: optuna.Trial) -> tuple[Rung, dict[str, Any]] | None:
+        if self.ladder is None:
+            return None
+        attr = dict(trial.user_attrs.get(ATTR_FIDELITY) or {"rung": 0})
+        return self.ladder.rungs[int(attr["rung"])], attr
+
+    def _resume(self, trial: optuna.Trial, attr: dict[str, Any]) -> TrainState | None:
+        parent = attr.get("continues")
+        if parent is None:
+            return None
+        frozen = next((t for t in trial.study.get_trials(deepcopy=False) if t.number == int(parent)), None)
+        path = ((frozen.user_attrs.get(ATTR_FIDELITY) or {}).get("state") if frozen is not None else None) or ""
+        if not path:
+            return None  # a compressed screen: nothing to continue, the rung starts afresh
+        if not Path(path).is_file():
+            raise TrainingError(f"the saved state of trial {parent} ({path}) is gone: cannot continue it")
+        return TrainState.load(path)
+
+    def _run_rung(self, trial: optuna.Trial, recipe: Recipe, rung: Rung, attr: dict[str, Any]) -> Measurement:
+        m, state = self.measure_at(recipe, rung, self._resume(trial, attr))
+        record: dict[str, Any] = {
+            **attr,
+            "rung": rung.index,
+            "kind": rung.kind,
+            "share": rung.share,
+            "anneal": rung.anneal,
+            "full": rung.full,
+        }
+        if state is not None:
+            path = self.cfg.output_path / "states" / f"trial-{trial.number}.pt"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            state.save(path)
+            per_token = m.result.proxy_flops / m.result.tokens_seen if m.result.tokens_seen else 0.0
+            record.update({"state": str(path), "step": state.step, "main_tflop": state.tokens * per_token / 1e12})
+        trial.set_user_attr(ATTR_FIDELITY, record)
+        return m
+
     def __call__(self, trial: optuna.Trial) -> list[float]:
         start = time.perf_counter()
         recipe = self.space.sample(trial, seed=self.cfg.seed).with_stamp()
@@ -119,9 +193,16 @@ class Objective:
         trial.set_user_attr(ATTR_RECIPE, recipe.to_dict())
         trial.set_user_attr(ATTR_RECIPE_HASH, recipe.content_hash)
         trial.set_user_attr(ATTR_SUMMARY, recipe.summary())
-        self.reporter.trial_started(trial.number, recipe, self.setup.trainer.settings.proxy_steps(recipe))
+        at = self._rung_of(trial)
+        steps = (
+            self.setup.trainer.settings.proxy_steps(recipe) if at is None else round(at[0].share * recipe.budget.steps)
+        )
+        self.reporter.trial_started(trial.number, recipe, steps)
         try:
-            m = self.measure(recipe, rungs=self._rung_callbacks(trial, recipe))
+            if at is None:
+                m = self.measure(recipe, rungs=self._rung_callbacks(trial, recipe))
+            else:
+                m = self._run_rung(trial, recipe, *at)
         except TrialInterrupted as exc:
             # Diverged or stopped at a rung: pruned, with the reason and the compute it used.
             kind = "stopped early" if isinstance(exc, TrialStopped) else "diverged"

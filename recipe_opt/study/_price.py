@@ -7,6 +7,10 @@ re-runs; prior observations from earlier cycles cost this cycle nothing. The den
 full update of the selected recipe: projected from its proxy (the `cost` objective, the FLOP of
 every step of its budget) after `search`, measured after `apply`. RegMix's proxies cost about
 2% of the final run (arXiv 2407.01492); the README demo's first search cost about 4 updates.
+
+A budgeted search (`trials.budget`) trains its pick to the end of its schedule: that run *is* the
+update, and `apply` reuses it instead of training again. Its compute (`reused_tflop`) is then the
+update's, not the search's: the ratio counts what the search spent besides it.
 """
 
 from __future__ import annotations
@@ -27,10 +31,12 @@ class SearchPrice:
     rerun_tflop: float  # the re-runs' share of `search_tflop`
     update_tflop: float | None  # the selected recipe's full update (None: nothing selected)
     measured: bool  # `update_tflop` is the measured full run (after `apply`), not the projection
+    reused_tflop: float = 0.0  # the pick's own full run inside the search, which `apply` reuses
 
     @property
     def ratio(self) -> float | None:
-        return self.search_tflop / self.update_tflop if self.update_tflop else None
+        """What the search spent besides the update it chose, in full updates of the pick."""
+        return (self.search_tflop - self.reused_tflop) / self.update_tflop if self.update_tflop else None
 
     def line(self) -> str:
         """ "this search spent X TFLOP = N.N x the full update of the selected recipe (M trials)"."""
@@ -41,6 +47,11 @@ class SearchPrice:
         if self.ratio is None:
             return f"{spent} ({trials}); nothing was selected"
         which = "the measured full run" if self.measured else "the full update"
+        if self.reused_tflop:
+            return (
+                f"{spent}, {self.reused_tflop:.3g} of it the selected recipe's full run (`apply` reuses it); "
+                f"the rest = {self.ratio:.2f} x {which} of the selected recipe ({trials})"
+            )
         return f"{spent} = {self.ratio:.1f} x {which} of the selected recipe ({trials})"
 
     def to_dict(self) -> dict[str, Any]:
@@ -50,6 +61,7 @@ class SearchPrice:
             "rerun_tflop": self.rerun_tflop,
             "update_tflop": self.update_tflop,
             "measured": self.measured,
+            "reused_tflop": self.reused_tflop,
             "search_over_update": self.ratio,
         }
 
@@ -74,4 +86,5 @@ def search_price(
         cost = selected.values.get("cost")
         full = (selected.metrics.get("train") or {}).get("full_update_tflops")
         update = float(cost) if cost is not None else (float(full) if full is not None else None)
-    return SearchPrice(spent, len(own), reruns, update, measured_update_tflop is not None)
+    reused = float(selected.fidelity.get("main_tflop") or 0.0) if selected is not None and selected.full_run else 0.0
+    return SearchPrice(spent, len(own), reruns, update, measured_update_tflop is not None, reused)

@@ -27,6 +27,7 @@ from recipe_opt.study._attrs import (
     ATTR_CONFIG,
     ATTR_FAILURE,
     ATTR_FAILURE_KIND,
+    ATTR_FIDELITY,
     ATTR_METRICS,
     ATTR_OBJECTIVES,
     ATTR_ORIGIN,
@@ -74,6 +75,8 @@ class TrialRecord:
     proxy_tflops: float
     seconds: float | None
     new_task_scores: dict[str, tuple[float, float]]  # new task -> (base, after), complete trials
+    # A budgeted search's rung: {"rung", "kind", "share" of the full steps, "full", "continues", ...}.
+    fidelity: dict[str, Any]
     trial: optuna.trial.FrozenTrial = field(repr=False, compare=False)
 
     @classmethod
@@ -107,6 +110,7 @@ class TrialRecord:
             proxy_tflops=float(a.get(ATTR_PROXY_TFLOPS, 0.0)),
             seconds=(end - start).total_seconds() if start and end else None,
             new_task_scores=scores,
+            fidelity=dict(a.get(ATTR_FIDELITY) or {}),
             trial=t,
         )
 
@@ -123,6 +127,17 @@ class TrialRecord:
     @property
     def finished(self) -> bool:
         return self.state in ("COMPLETE", "PRUNED", "FAIL")
+
+    @property
+    def share(self) -> float | None:
+        """Share of the full update's steps this trial's run reached (budgeted searches; else None)."""
+        share = self.fidelity.get("share")
+        return None if share is None else float(share)
+
+    @property
+    def full_run(self) -> bool:
+        """A budgeted search's finalist: trained to the end of its schedule, a full update."""
+        return bool(self.fidelity.get("full"))
 
     @property
     def summary(self) -> str:
@@ -247,16 +262,39 @@ class StudyRecord:
     def front(self) -> list[TrialRecord]:
         """Pareto-optimal complete trials that pass every gate, by number.
 
+        In a budgeted search (`trials.budget`) each recipe counts once, by its highest-fidelity run
+        (`judged`), and only the recipes at the highest fidelity a feasible one reached are
+        candidates: the finalists' full runs, when any passes.
+
         Feasibility is the gates' (`check_gates`), applied to each trial's measured values, not
         the constraints Optuna stored when it ran: a study resumed or re-selected under other
         gates is judged by the gates in force. Prior observations are neither candidates nor
         dominate anything: their values were measured on other data.
         """
-        feasible = [t for t in self.complete if self.feasible(t)]
+        feasible = [t for t in self.judged if self.feasible(t)]
+        if any(t.share is not None for t in feasible):
+            # A budgeted search: candidates are the recipes at the highest fidelity any feasible
+            # recipe reached (its finalists' full runs), not screens measured on a fraction.
+            top = max(t.share or 0.0 for t in feasible)
+            feasible = [t for t in feasible if (t.share or 0.0) == top]
         objectives = self.objectives
         return [
             t for t in feasible if not any(dominates(o.values, t.values, objectives) for o in feasible if o is not t)
         ]
+
+    @cached_property
+    def judged(self) -> list[TrialRecord]:
+        """Complete trials, each recipe judged by its highest-fidelity run: in a budgeted search a
+        recipe screened, promoted and trained in full counts once, as its full run (a recipe that
+        failed the gates in full is not a candidate on the strength of its screen)."""
+        if not any(t.share is not None for t in self.complete):
+            return self.complete
+        best: dict[str, TrialRecord] = {}
+        for t in self.complete:
+            key = t.recipe.content_hash if t.recipe is not None else f"#{t.number}"
+            if key not in best or (t.share or 0.0) >= (best[key].share or 0.0):
+                best[key] = t
+        return sorted(best.values(), key=lambda t: t.number)
 
     def nearest_misses(self, k: int = 5) -> list[tuple[TrialRecord, list[GateCheck]]]:
         """The complete trials closest to passing every gate, with the gates each missed: fewest

@@ -32,11 +32,14 @@ from recipe_opt.study._attrs import (
     ATTR_BASE_EVAL,
     ATTR_BUDGET,
     ATTR_DATA,
+    ATTR_FIDELITY,
+    ATTR_LADDER,
     ATTR_ORIGIN,
     ATTR_PROXY_TFLOPS,
 )
 from recipe_opt.study._base import resolve_base_model, resolve_space
 from recipe_opt.study._gates import Scored
+from recipe_opt.study._ladder import LadderPlan, plan_ladder, promotion_order
 from recipe_opt.study._lock import exclusive_study
 from recipe_opt.study._objective import Measurement, Objective
 from recipe_opt.study._progress import Reporter, SilentReporter
@@ -76,6 +79,19 @@ class _Seeds:
     notes: list[str]
 
 
+def _merged(outcomes: list[LoopOutcome]) -> LoopOutcome:
+    """One outcome for a search run as several loops (the rungs of a budgeted search)."""
+    out = LoopOutcome()
+    for o in outcomes:
+        out.complete += o.complete
+        out.pruned += o.pruned
+        out.failed += o.failed
+        out.lost += o.lost
+        if o.stopped != "budget":
+            out.stopped = o.stopped
+    return out
+
+
 class StudyRunner:
     """Runs one study in this process; what it builds (base model, data, evaluators) lives as long
     as the runner, or until `release`.
@@ -96,6 +112,7 @@ class StudyRunner:
         self.storage: RDBStorage | None = None
         self.outcome: LoopOutcome | None = None
         self.projection: Projection | None = None  # what one trial costs, measured by `prepare`
+        self.ladder: LadderPlan | None = None  # a budgeted search's plan (`trials.budget`), set by `run`
         # Trials numbered from here on are this run's (earlier ones, and re-queued leftovers of an
         # interrupted run, are not): the command line's exit status counts only this run's failures.
         self.first_new_trial = 0
@@ -161,7 +178,9 @@ class StudyRunner:
         return evaluation
 
     def objective(self, base_eval: Evaluation, rung_base: Evaluation | None = None) -> Objective:
-        return Objective(self.cfg, self.space, self.setup, self.reporter, base_eval, rung_base or base_eval)
+        return Objective(
+            self.cfg, self.space, self.setup, self.reporter, base_eval, rung_base or base_eval, ladder=self.ladder
+        )
 
     # ---- selection re-runs (the `Rerunner` protocol of `select_and_record`) ---------------------
     def rerun(self, recipe: Recipe, seed: int, base_eval: Evaluation) -> Scored:
@@ -345,7 +364,7 @@ class StudyRunner:
         if budget is not None and finished >= budget:
             self.reporter.phase(f"study {cfg.name!r} already holds {finished} finished trials; nothing to run")
             return LoopOutcome()
-        if finished:
+        if finished and self.ladder is None:  # a budgeted search's rungs each start a loop: not a resume
             self.reporter.phase(f"resuming study {cfg.name!r} at {finished} finished trials")
         loop = TrialLoop(
             study,
@@ -399,10 +418,90 @@ class StudyRunner:
         finished trials, `timeout` seconds pass, or its proxy compute reaches `max_cost` TFLOP."""
         try:
             study = self.prepare(n_trials=n_trials, warm_start=warm_start, timeout=timeout, max_cost=max_cost)
-            self.outcome = self.work(study, timeout=timeout, max_cost=max_cost)
+            if self.cfg.trials.budget is None:
+                self.outcome = self.work(study, timeout=timeout, max_cost=max_cost)
+            else:
+                self._run_ladder(study, n_trials=n_trials, timeout=timeout)
         finally:
             self.close()
         return study
+
+    # ---- a budgeted search (`trials.budget`, `_ladder`) ------------------------------------------
+    def plan(self, *, n_trials: int | None = None) -> LadderPlan:
+        """The budget's plan for this study's space (`plan_ladder`), from the measured projection."""
+        cfg = self.cfg
+        budget = cfg.trials.search_budget
+        assert budget is not None, "trials.budget is not set"
+        p = self.projection or self.check_projection(timeout=cfg.trials.timeout, max_cost=cfg.trials.max_cost)
+        unit = (p.full_tflop[0] + p.full_tflop[1]) / 2
+        # This device's training throughput, measured by the projection's probe step.
+        per_hour = p.proxy_tflop[1] / p.proxy_seconds[1] * 3600 if p.proxy_seconds[1] else 0.0
+        batches = self.space.extremes("batch_size")
+        return plan_ladder(
+            cfg.multi_fidelity,
+            budget,
+            unit_tflop=unit,
+            tflop_per_hour=per_hour,
+            proxy_batch=cfg.proxy.batch_size,
+            recipe_batch=int(max(batches)),
+            max_screens=n_trials or cfg.trials.n_trials,
+            where=f"{cfg.config_path}: trials.budget" if cfg.config_path else "trials.budget",
+        )
+
+    def _run_ladder(self, study: optuna.Study, *, n_trials: int | None, timeout: float | None) -> None:
+        """Screen, promote rung by rung, train the finalists in full (resumable: each rung's
+        trials are queued once, and a rerun finishes what is queued)."""
+        from recipe_opt.study._records import StudyRecord
+
+        stored = study.user_attrs.get(ATTR_LADDER)
+        self.ladder = LadderPlan.from_dict(stored["plan"]) if stored else self.plan(n_trials=n_trials)
+        if not stored:
+            study.set_user_attr(ATTR_LADDER, {"plan": self.ladder.to_dict()})
+        for line in self.ladder.lines():
+            self.reporter.phase(line)
+        outcomes: list[LoopOutcome] = []
+        for rung in self.ladder.rungs:
+            record = StudyRecord.read(study)
+            if rung.index == 0:  # the sampler's trials (the informed design's first): all screens
+                study.set_user_attr(ATTR_BUDGET, rung.count)
+            else:
+                at = [t for t in record.trials if t.fidelity.get("rung") == rung.index]
+                below = [t for t in record.judged if t.fidelity.get("rung") == rung.index - 1]
+                if not at:
+                    order = promotion_order(
+                        below,
+                        lambda t: t.values,
+                        record.objectives,
+                        feasible=record.feasible,
+                        excess=lambda t, r=record: sum(max(0.0, c.constraint or 0.0) for c in r.checks(t)),
+                    )
+                    for parent in order[: rung.count]:
+                        assert parent.recipe is not None
+                        study.enqueue_trial(
+                            parent.trial.params,
+                            user_attrs={
+                                ATTR_ORIGIN: f"promoted from trial {parent.number} ({rung.label()})",
+                                ATTR_FIDELITY: {"rung": rung.index, "continues": parent.number},
+                            },
+                            skip_if_exists=False,
+                        )
+                    self.reporter.phase(
+                        f"{rung.label()}: continuing trial(s) "
+                        + ", ".join(str(p.number) for p in order[: rung.count])
+                        + f" of {len(below)} at rung {rung.index - 1}"
+                    )
+                finished, _ = count_trials(study)
+                waiting = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)))
+                study.set_user_attr(ATTR_BUDGET, finished + waiting)
+            outcomes.append(self.work(study, timeout=timeout))
+        self.outcome = _merged(outcomes)
+        record = StudyRecord.read(study)
+        spent = {
+            r.label(): round(sum(t.proxy_tflops for t in record.trials if t.fidelity.get("rung") == r.index), 6)
+            for r in self.ladder.rungs
+        }
+        study.set_user_attr(ATTR_LADDER, {"plan": self.ladder.to_dict(), "spent_tflop": spent})
+        self.reporter.phase("budget spent: " + ", ".join(f"{k} {v:.3g} TFLOP" for k, v in spent.items()))
 
     def hold_database(self, what: str) -> None:
         """Take the SQLite database's lock (once) until `close`: one process writes a SQLite study."""

@@ -27,7 +27,7 @@ from recipe_opt.study._gates import GateCheck, Scored, check_gates
 from recipe_opt.study._objective import Measurement
 from recipe_opt.study._runner import StudyRunner
 from recipe_opt.study._setup import Setup
-from recipe_opt.train import query_value_modules, resolve_target_modules
+from recipe_opt.train import Fidelity, TrainState, flops_per_token, query_value_modules, resolve_target_modules
 
 __all__ = [
     "FullFidelity",
@@ -85,15 +85,20 @@ def run_full(
     *,
     save_to: Path | None = None,
     progress: Callable[[int, int, float], None] | None = None,
+    resume: TrainState | None = None,
 ) -> FullRun:
     """Train `recipe` at full fidelity and score it against `parent` (the base's full scores).
 
     With `save_to`, the adapter is saved, merged into a fresh copy of the base and the merged
     checkpoint (with tokenizer and adapter) is written there; the scores are those of that
     checkpoint, the artifact a release would ship. Without it the adapted model is scored in place.
+    `resume` continues a saved prefix of this very run (a budgeted search's); a state at the last
+    step is the finished run, reused without training. Either way the cost is the whole run's.
     """
     trainer = setup.full_trainer(recipe)
-    with trainer.train(recipe, progress=progress) as (model, result):
+    steps = recipe.budget.steps
+    fidelity = None if resume is None else Fidelity(stop=steps, horizon=steps)
+    with trainer.train(recipe, progress=progress, fidelity=fidelity, resume=resume) as (model, result):
         if save_to is None:
             after = evaluator.evaluate(model)
         else:
@@ -103,9 +108,15 @@ def run_full(
         after = evaluator.evaluate(merged)
         del merged
     outcome = evaluator.outcome(parent, after)
-    # At full fidelity the cost is measured, not projected: the FLOPs the run actually spent.
-    m = Measurement.of(outcome, parent, after, result, result.proxy_flops / 1e12, evaluator.new_suite.tasks)
-    return FullRun(m.values, m.forgetting_per_suite, parent, after, result.as_metrics(), m.new_task_scores)
+    # At full fidelity the cost is measured, not projected: the FLOPs the run actually spent,
+    # with those of the prefix it continued (4N + 6n per token, over the state's tokens).
+    flops = result.proxy_flops
+    train = result.as_metrics()
+    if resume is not None:
+        flops += flops_per_token(result.frozen_params, result.trainable_params) * resume.tokens
+        train["resumed_at_step"] = resume.step
+    m = Measurement.of(outcome, parent, after, result, flops / 1e12, evaluator.new_suite.tasks)
+    return FullRun(m.values, m.forgetting_per_suite, parent, after, train, m.new_task_scores)
 
 
 def _merge(setup: Setup, out: Path) -> Any:

@@ -293,8 +293,9 @@ class ProxyTrainer:
 
         Without `fidelity`, a compressed proxy of `ProxySettings.fraction` of the steps. With it,
         a prefix of the full update's schedule, continued from `resume` if given; the result then
-        carries the state at `fidelity.stop`. The adapted model is only valid inside the `with`
-        block: evaluate it there.
+        carries the state at `fidelity.stop`; resumed at `stop` itself, nothing is trained and the
+        model is the state's (how `apply` reuses a search's full run). The adapted model is only
+        valid inside the `with` block: evaluate it there.
         """
         from peft import LoraConfig, get_peft_model
         from transformers import get_scheduler
@@ -312,8 +313,8 @@ class ProxyTrainer:
                     f"cannot resume recipe {recipe.short_hash} (horizon {fidelity.horizon}) from the state of "
                     f"{resume.recipe_hash[:12]} (horizon {resume.horizon})"
                 )
-            if not resume.step < stop:
-                raise TrainingError(f"`resume.step < stop` must hold, but got (step={resume.step}, stop={stop})")
+            if not resume.step <= stop:
+                raise TrainingError(f"`resume.step <= stop` must hold, but got (step={resume.step}, stop={stop})")
             start = resume.step
         lora = LoraConfig(
             r=recipe.adapter.rank,
