@@ -11,7 +11,11 @@ of the cost):
 * `random`, `tpe`: the same with random search / multivariate TPE and no informed design;
 * `cycle2:default`: studies/demo-cycle-2.yaml as it is (16 trials, `warm_start: [auto]`) on the
   v1 that `recipe-opt apply studies/demo.yaml` made, in a copy of the demo's studies/demo.db, so
-  the warm start finds the cycle-1 study as a user's would; `cycle2:cold`: the same, cold.
+  the warm start finds the cycle-1 study as a user's would; `cycle2:cold`: the same, cold;
+* `budget-0.25x`, `budget-1x`, `cycle2:budget-0.1x`: the shipped config with `trials.budget` (a
+  budgeted search: compressed screens of 5% of the steps at batch 8, the informed design first, the
+  finalist trained in full inside the search); the pick is the search's own, and its price counts
+  what the search spent besides the pick's full run, which `apply` reuses.
 
 Each search runs `--trials` trials (40, for the front after 40); the pick is what the shipped
 budget (its `n_trials`: 24 in cycle 1, 16 in cycle 2) would select from its first trials. Every
@@ -52,13 +56,24 @@ import numpy as np
 import yaml
 from _cycles import REPO, STUDY_FILES, base_fingerprint, run_study, runner_for, study_yaml
 
-# name -> (cycle, sampler override or None for the shipped config's, warm start from cycle 1)
-ARMS: dict[str, tuple[int, dict[str, Any] | None, bool]] = {
-    "default": (1, None, False),  # studies/demo.yaml as it is
-    "random": (1, {"name": "random", "initial_design": "none"}, False),
-    "tpe": (1, {"name": "tpe", "n_startup_trials": 8, "initial_design": "none"}, False),
-    "cycle2:default": (2, None, True),  # studies/demo-cycle-2.yaml as it is: warm start `auto`
-    "cycle2:cold": (2, None, False),  # the same with `--warm-start none`
+# name -> (cycle, sampler override or None for the shipped config's, warm start from cycle 1,
+# config overrides: a budgeted search's `trials.budget` and `multi_fidelity`)
+ARMS: dict[str, tuple[int, dict[str, Any] | None, bool, dict[str, Any]]] = {
+    "default": (1, None, False, {}),  # studies/demo.yaml as it is
+    "random": (1, {"name": "random", "initial_design": "none"}, False, {}),
+    "tpe": (1, {"name": "tpe", "n_startup_trials": 8, "initial_design": "none"}, False, {}),
+    "cycle2:default": (2, None, True, {}),  # studies/demo-cycle-2.yaml as it is: warm start `auto`
+    "cycle2:cold": (2, None, False, {}),  # the same with `--warm-start none`
+    # Budgeted searches (`trials.budget`): compressed screens at a quarter of the proxy's batch, the
+    # finalist trained in full inside the search (apply reuses it). The pick is the search's own.
+    "budget-0.25x": (1, None, False, {"budget": "0.25x", "multi_fidelity": {"screen_batch_size": 8, "rungs": []}}),
+    "budget-1x": (1, None, False, {"budget": "1x", "multi_fidelity": {"screen_batch_size": 8, "rungs": []}}),
+    "cycle2:budget-0.1x": (
+        2,
+        None,
+        True,
+        {"budget": "0.1x", "multi_fidelity": {"screen_batch_size": 8, "rungs": [], "min_screens": 2}},
+    ),
 }
 CHECKPOINTS = (5, 10, 20, 40)
 
@@ -242,7 +257,7 @@ def main() -> None:
         write_atomic(args.out, json.dumps(out, indent=2) + "\n")
 
     for arm in arms:
-        cycle, sampler, warm = ARMS[arm]
+        cycle, sampler, warm, overrides = ARMS[arm]
         cy = cycles[cycle]
         for seed in range(args.seeds):
             name = f"{arm}-s{seed}"
@@ -260,12 +275,24 @@ def main() -> None:
                 space=args.space,
                 warm_start=["auto"] if warm else None,
             )
-            print(f"{name}: searching ({args.trials} trials{', warm start' if warm else ''})", flush=True)
+            if overrides:
+                budgeted = yaml.safe_load(path.read_text())
+                budgeted["trials"]["budget"] = overrides["budget"]
+                budgeted["multi_fidelity"] = overrides["multi_fidelity"]
+                path.write_text(yaml.safe_dump(budgeted))
+            what = f"budget {overrides['budget']}" if overrides else f"{args.trials} trials"
+            print(f"{name}: searching ({what}{', warm start' if warm else ''})", flush=True)
             study, seconds = run_study(path, warm=warm)
-            pick_study = prefix_study(study, cy.budget)
+            # A fixed-trial arm's pick is what its shipped budget of trials selects; a budgeted
+            # arm's is its own: the finalist it trained in full.
+            pick_study = study if overrides else prefix_study(study, cy.budget)
             selected = select_recipe(pick_study, cy.cfg)
             pick = cy.full.get(selected.recipe)
-            price = search_price(StudyRecord.read(pick_study), measured_update_tflop=pick["cost"])
+            price = search_price(
+                StudyRecord.read(pick_study),
+                selection={"trial_number": selected.trial_number},
+                measured_update_tflop=pick["cost"],
+            )
             hv: dict[str, float | None] = {}
             for k in CHECKPOINTS:
                 front = StudyRecord.read(prefix_study(study, k), gates=cy.cfg.gates).front
@@ -284,6 +311,8 @@ def main() -> None:
                 "proxy": selected.values,
                 "full": {k: pick[k] for k in ("gain", "forgetting", "cost")},
                 "search_tflop": price.search_tflop,
+                "reused_tflop": price.reused_tflop,
+                "trials_run": len(study.trials),
                 "search_seconds": round(seconds),
                 "pick_full_seconds": round(float(pick["seconds"]), 1),
             }
@@ -326,8 +355,8 @@ def main() -> None:
             "studies": "studies/demo.yaml (cycle 1) and studies/demo-cycle-2.yaml (cycle 2), native scorer",
             "trials": args.trials,
             "seeds": list(range(args.seeds)),
-            "arms": {a: {"cycle": ARMS[a][0], "sampler": ARMS[a][1] or "the shipped config's", "warm": ARMS[a][2]}
-                     for a in arms_out},
+            "arms": {a: {"cycle": ARMS[a][0], "sampler": ARMS[a][1] or "the shipped config's", "warm": ARMS[a][2],
+                         **ARMS[a][3]} for a in arms_out},
         },
         "full_runs": {
             "looked_up_in_oracle": sum(cy.full.looked_up for cy in cycles.values()),

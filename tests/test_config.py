@@ -74,6 +74,10 @@ _DELETE = object()
         ({"name": "my study!"}, "name", "letters"),
         ({"proxy.warmup": 3}, "proxy.warmup", "unknown key"),
         ({"base_model": _DELETE}, "base_model", "required"),
+        ({"trials.budget": "25%"}, "trials.budget", "share of one full update (`0.25x`)"),
+        ({"trials.budget": "0x"}, "trials.budget", "budget > 0"),
+        ({"multi_fidelity": {"rungs": [0.5, 0.25]}}, "multi_fidelity.rungs", "increasing"),
+        ({"multi_fidelity": {"screen_fraction": 0.3, "rungs": [0.25]}}, "multi_fidelity", "screen_fraction < rungs[0]"),
     ],
 )
 def test_study_problems_name_file_and_field(tmp_path: Path, edit: dict[str, object], field: str, needle: str) -> None:

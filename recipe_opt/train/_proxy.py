@@ -228,6 +228,7 @@ class TrainResult:
             "data_seconds": round(self.data_seconds, 4),
             "rung_seconds": round(self.rung_seconds, 4),
             "unload_seconds": round(self.unload_seconds, 4),
+            "start_step": self.start_step,
         }
 
 
