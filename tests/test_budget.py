@@ -116,9 +116,9 @@ def test_a_budgeted_search_continues_promoted_trials_and_apply_reuses_the_full_r
         sampler="{name: random}",
         gates="{max_forgetting: 1.0, max_new_task_drop: null, min_gain: -1.0}",
         extra=(
-            "trials: {n_trials: 4, budget: 1x}\n"
+            "trials: {n_trials: 4, budget: 1.5x}\n"
             "multi_fidelity: {screen: prefix, screen_fraction: 0.1, screen_anneal: 0.05, rungs: [0.4], eta: 2}\n"
-            "apply: {weights_dir: models}\n"
+            "apply: {weights_dir: models}"  # no newline after the last: write_study counts extra's lines
         ),
     )
     r = subprocess.run(

@@ -227,20 +227,24 @@ class StudyRunner:
         return _Seeds(plan.enqueue, plan.priors, plan.notes)
 
     def _seed_new_study(self, study: optuna.Study, warm: _Seeds | None) -> None:
-        """Warm-start recipes first, then the informed design fills the rest of its slots."""
+        """Warm-start recipes first, then the informed design fills the rest of its slots (a
+        budgeted search queues no more than its plan screens)."""
+        cap = self.ladder.rungs[0].count if self.ladder is not None else None
         n_warm = 0
         if warm is not None:
             for note in warm.notes:
                 self.reporter.phase(f"warm start: {note}")
             if warm.priors:
                 study.add_trials(warm.priors)
-            for params, origin in warm.enqueue:
+            enqueue = warm.enqueue[:cap] if cap is not None else warm.enqueue
+            for params, origin in enqueue:
                 study.enqueue_trial(params, user_attrs={ATTR_ORIGIN: origin})
-            n_warm = len(warm.enqueue)
+            n_warm = len(enqueue)
             self.reporter.phase(f"warm start: {n_warm} recipes enqueued, {len(warm.priors)} prior observations added")
         if self.cfg.sampler.initial_design == "informed":
             design = self.space.informed_design()
-            for params in design[: max(0, len(design) - n_warm)]:
+            slots = len(design) if cap is None else min(len(design), cap)
+            for params in design[: max(0, slots - n_warm)]:
                 study.enqueue_trial(params, user_attrs={ATTR_ORIGIN: "informed initial design"})
 
     def prepare(
@@ -274,6 +278,8 @@ class StudyRunner:
             timeout=cfg.trials.timeout if timeout is None else timeout,
             max_cost=cfg.trials.max_cost if max_cost is None else max_cost,
         )
+        # A budget too small for the smallest plan is refused here, before anything is written.
+        planned = self.plan(n_trials=n_trials) if cfg.trials.budget is not None else None
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self.hold_database("search")  # before the tables: two first runs must not race to create them
         self.storage = open_storage(cfg.database, cfg.workers, create_tables=True, label="coordinator")
@@ -285,6 +291,11 @@ class StudyRunner:
         budget = cfg.trials.n_trials if n_trials is None else n_trials
         if budget is not None or ATTR_BUDGET not in study.user_attrs:
             study.set_user_attr(ATTR_BUDGET, budget)
+        if planned is not None:  # a budgeted search: its plan, once (a resume keeps the first)
+            stored = study.user_attrs.get(ATTR_LADDER)
+            self.ladder = LadderPlan.from_dict(stored["plan"]) if stored else planned
+            if not stored:
+                study.set_user_attr(ATTR_LADDER, {"plan": self.ladder.to_dict()})
         if not study.trials:
             self._seed_new_study(study, self._plan(warm_start))
         elif warm_start is not None and warm_start.sources:
@@ -453,10 +464,7 @@ class StudyRunner:
         trials are queued once, and a rerun finishes what is queued)."""
         from recipe_opt.study._records import StudyRecord
 
-        stored = study.user_attrs.get(ATTR_LADDER)
-        self.ladder = LadderPlan.from_dict(stored["plan"]) if stored else self.plan(n_trials=n_trials)
-        if not stored:
-            study.set_user_attr(ATTR_LADDER, {"plan": self.ladder.to_dict()})
+        assert self.ladder is not None, "prepare() plans a budgeted search"
         for line in self.ladder.lines():
             self.reporter.phase(line)
         outcomes: list[LoopOutcome] = []

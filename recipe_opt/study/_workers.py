@@ -40,7 +40,7 @@ from optuna.trial import TrialState
 
 from recipe_opt.config import StorageURL, WorkersConfig
 from recipe_opt.exceptions import StorageError, StudyError, first_line
-from recipe_opt.study._attrs import ATTR_ORIGIN, ATTR_WORKER, is_prior, set_failure
+from recipe_opt.study._attrs import ATTR_FIDELITY, ATTR_ORIGIN, ATTR_WORKER, is_prior, set_failure
 
 __all__ = ["LoopOutcome", "TrialLoop", "WorkerInfo", "count_trials"]
 
@@ -308,9 +308,12 @@ class TrialLoop:
         never run. So a waiting retry (Optuna's `failed_trial` mark) is taken first, the way `ask`
         takes a waiting trial (its state set to RUNNING only if no other worker got there first).
         """
-        for t in self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
-            if "failed_trial" not in t.system_attrs:  # set by RetryHeartbeatStaleTrialCallback
-                continue
+        waiting = self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+        # Retries first (Optuna's `failed_trial` mark, set by RetryHeartbeatStaleTrialCallback),
+        # then a budgeted search's promotions (its rung's budget counts them, not queued screens).
+        first = [t for t in waiting if "failed_trial" in t.system_attrs]
+        first += [t for t in waiting if ATTR_FIDELITY in t.user_attrs and "failed_trial" not in t.system_attrs]
+        for t in first:
             with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
                 if self.storage.set_trial_state_values(t._trial_id, state=TrialState.RUNNING):
                     return optuna.Trial(self.study, t._trial_id)
