@@ -7,7 +7,8 @@ Every recipe the oracle trained at full fidelity (seed 0: its Sobol points and i
 with the same scorer against the same base, and each fidelity is judged by how it ranks the
 recipes against their full runs:
 
-* `compressed:F` - today's proxy: the whole schedule squeezed into F of the steps (the demo's 0.25);
+* `compressed:F[@B]` - today's proxy: the whole schedule squeezed into F of the steps (the demo's
+  0.25), at batch B if given (the recipe's own otherwise);
 * `prefix:F` - the first F of the full update's own schedule, scored where it stops (continuable);
 * `anneal:F+A` - the first F of the full schedule, scored after a branch of A more steps (as a
   share of the full steps) that decays the LR linearly to 0 (continuable from before the branch).
@@ -35,14 +36,11 @@ from typing import Any
 from _cycles import REPO, base_fingerprint, runner_for, study_yaml
 
 DEFAULT_SPECS = [
-    "compressed:0.25",
+    "compressed:0.25",  # today's demo proxy
+    "compressed:0.05@8",  # the budgeted search's screen: 5% of the steps at batch 8
     "compressed:0.1",
-    "compressed:0.05",
     "prefix:0.1",
-    "prefix:0.25",
     "anneal:0.067+0.033",
-    "anneal:0.033+0.017",
-    "anneal:0.167+0.083",
 ]
 
 
@@ -72,18 +70,22 @@ def spearman(a: list[float], b: list[float]) -> float | None:
     return round(cov / (va * vb), 3) if va and vb else None
 
 
-def parse_spec(spec: str) -> tuple[str, float, float]:
+def parse_spec(spec: str) -> tuple[str, float, float, int | None]:
+    """`compressed:F[@B]`, `prefix:F` or `anneal:F+A` -> (kind, F, A, batch or None)."""
     kind, _, rest = spec.partition(":")
     if kind not in ("compressed", "prefix", "anneal"):
-        sys.exit(f"error: --specs: unknown fidelity {spec!r} (compressed:F, prefix:F, anneal:F+A)")
+        sys.exit(f"error: --specs: unknown fidelity {spec!r} (compressed:F[@B], prefix:F, anneal:F+A)")
+    rest, _, batch = rest.partition("@")
     stop, _, branch = rest.partition("+")
     try:
-        f, a = float(stop), float(branch or 0)
+        f, a, b = float(stop), float(branch or 0), int(batch) if batch else None
     except ValueError:
-        sys.exit(f"error: --specs: {spec!r} is not KIND:F or anneal:F+A with numbers")
-    if not 0 < f <= 1 or a < 0 or (kind == "anneal") != (a > 0):
-        sys.exit(f"error: --specs: {spec!r}: F in (0, 1], and a branch share A > 0 for anneal only")
-    return kind, f, a
+        sys.exit(f"error: --specs: {spec!r} is not KIND:F, compressed:F@B or anneal:F+A with numbers")
+    if not 0 < f <= 1 or a < 0 or (kind == "anneal") != (a > 0) or (b is not None and (kind != "compressed" or b < 1)):
+        sys.exit(
+            f"error: --specs: {spec!r}: F in (0, 1], a branch A > 0 for anneal only, a batch @B for compressed only"
+        )
+    return kind, f, a, b
 
 
 def summarise(spec: str, pairs: list[tuple[dict[str, Any], dict[str, Any]]]) -> dict[str, Any]:
@@ -154,7 +156,7 @@ def main() -> None:
     ff = FullFidelity(runner)
     parent, evaluator, setup = ff.parent, ff.evaluator, runner.setup
     started = time.perf_counter()
-    for spec, (kind, f, a) in specs.items():
+    for spec, (kind, f, a, b) in specs.items():
         for i, o in enumerate(truth):
             key = f"{spec}:{o['recipe_hash']}"
             if key in runs:
@@ -165,7 +167,8 @@ def main() -> None:
             if kind == "compressed":
                 from dataclasses import replace
 
-                trainer = ProxyTrainer(setup.base, full.data, replace(full.settings, fraction=f, min_steps=1))
+                settings = replace(full.settings, fraction=f, min_steps=1, batch_size=b or full.settings.batch_size)
+                trainer = ProxyTrainer(setup.base, full.data, settings)
                 fid = None
             else:
                 trainer = full

@@ -15,6 +15,7 @@ Which module owns what:
 | `_records` | `TrialRecord` / `StudyRecord`: the one reader of what a study stores |
 | `_runner` | the trial lifecycle (`StudyRunner`: prepare, attach, work, run) |
 | `_workers` | the trial loop shared by workers: budget lock, heartbeats, retries |
+| `_ladder` | a budgeted search's plan (screens, rungs, finalists) and its Pareto-rank promotion order |
 | `_warm` | warm starts from earlier cycles |
 | `_select` | selection under a policy, with re-runs, and its records |
 | `_apply` | the full-fidelity run, release decision and new lineage version |

@@ -1,6 +1,7 @@
 """`apply`: the selected recipe trained at full fidelity, judged by the release gates, registered.
 
-    selected trial's recipe -> full run (every step, recipe batch size) -> LoRA adapter saved
+    selected trial's recipe -> full run (every step, recipe batch size; a budgeted search's
+    finalist was trained in full by the search, and its saved run is reused) -> LoRA adapter saved
     -> merged into a fresh copy of the base -> checkpoint `<weights_dir>/<version>/`
     -> the parent (study base) and the new checkpoint scored on every suite, every item
     -> release checks -> the study's `baselines` trained beside it (`_train`), for the reviewer

@@ -27,11 +27,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from recipe_opt.config import MultiFidelityConfig, SearchBudget
+from recipe_opt.config import MultiFidelityConfig, SearchBudget, StudyConfig
 from recipe_opt.exceptions import ConfigError
 from recipe_opt.registry import OBJECTIVES
 
-__all__ = ["LadderPlan", "Rung", "plan_ladder", "promotion_order"]
+__all__ = ["LadderPlan", "Rung", "plan_ladder", "promotion_order", "study_plan"]
 
 
 @dataclass(frozen=True)
@@ -157,6 +157,28 @@ def plan_ladder(
     while (max_screens is None or n0 < max_screens) and overhead(n0 + 1) <= allowance + 1e-9:
         n0 += 1
     return LadderPlan(str(budget), unit_tflop, budget_tflop, tuple(rungs_for(n0)))
+
+
+def study_plan(cfg: StudyConfig, space: Any, projection: Any, *, n_trials: int | None = None) -> LadderPlan:
+    """`cfg`'s budget planned over `space` (a resolved `SearchSpace`) from a measured `Projection`:
+    one full update is the middle of its projected range, and an hour of training is what the
+    probe's measured step does in an hour on this device."""
+    budget = cfg.trials.search_budget
+    if budget is None:
+        raise ValueError("`trials.budget` is not set")
+    p = projection
+    unit = (p.full_tflop[0] + p.full_tflop[1]) / 2
+    per_hour = p.proxy_tflop[1] / p.proxy_seconds[1] * 3600 if p.proxy_seconds[1] else 0.0
+    return plan_ladder(
+        cfg.multi_fidelity,
+        budget,
+        unit_tflop=unit,
+        tflop_per_hour=per_hour,
+        proxy_batch=cfg.proxy.batch_size,
+        recipe_batch=int(max(space.extremes("batch_size"))),
+        max_screens=n_trials or cfg.trials.n_trials,
+        where=f"{cfg.config_path}: trials.budget" if cfg.config_path else "trials.budget",
+    )
 
 
 def _fronts(

@@ -39,7 +39,7 @@ from recipe_opt.study._attrs import (
 )
 from recipe_opt.study._base import resolve_base_model, resolve_space
 from recipe_opt.study._gates import Scored
-from recipe_opt.study._ladder import LadderPlan, plan_ladder, promotion_order
+from recipe_opt.study._ladder import LadderPlan, promotion_order, study_plan
 from recipe_opt.study._lock import exclusive_study
 from recipe_opt.study._objective import Measurement, Objective
 from recipe_opt.study._progress import Reporter, SilentReporter
@@ -441,23 +441,8 @@ class StudyRunner:
     def plan(self, *, n_trials: int | None = None) -> LadderPlan:
         """The budget's plan for this study's space (`plan_ladder`), from the measured projection."""
         cfg = self.cfg
-        budget = cfg.trials.search_budget
-        assert budget is not None, "trials.budget is not set"
         p = self.projection or self.check_projection(timeout=cfg.trials.timeout, max_cost=cfg.trials.max_cost)
-        unit = (p.full_tflop[0] + p.full_tflop[1]) / 2
-        # This device's training throughput, measured by the projection's probe step.
-        per_hour = p.proxy_tflop[1] / p.proxy_seconds[1] * 3600 if p.proxy_seconds[1] else 0.0
-        batches = self.space.extremes("batch_size")
-        return plan_ladder(
-            cfg.multi_fidelity,
-            budget,
-            unit_tflop=unit,
-            tflop_per_hour=per_hour,
-            proxy_batch=cfg.proxy.batch_size,
-            recipe_batch=int(max(batches)),
-            max_screens=n_trials or cfg.trials.n_trials,
-            where=f"{cfg.config_path}: trials.budget" if cfg.config_path else "trials.budget",
-        )
+        return study_plan(cfg, self.space, p, n_trials=n_trials)
 
     def _run_ladder(self, study: optuna.Study, *, n_trials: int | None, timeout: float | None) -> None:
         """Screen, promote rung by rung, train the finalists in full (resumable: each rung's

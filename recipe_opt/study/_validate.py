@@ -29,6 +29,7 @@ from recipe_opt.exceptions import (
 )
 from recipe_opt.space import SpaceFile, load_search_space
 from recipe_opt.study._base import resolve_space
+from recipe_opt.study._ladder import study_plan
 from recipe_opt.study._progress import SilentReporter
 from recipe_opt.study._projection import project
 from recipe_opt.study._setup import build_setup
@@ -107,6 +108,11 @@ def validate_file(path: Path) -> FileCheck:
                 projection = project(cfg, resolved, build_setup(cfg, SilentReporter()))
                 out.details += projection.lines()
                 found += projection.problems(resolved, max_cost=cfg.trials.max_cost, timeout=cfg.trials.timeout)
+                if cfg.trials.budget is not None:  # a budgeted search: how it will spend the budget
+                    try:
+                        out.details += study_plan(cfg, resolved, projection).lines()
+                    except ConfigError as exc:
+                        found += exc.problems
             if found:
                 raise ConfigError(found)
             out.kind = f"study config ({len(cfg.sources.new)} new sources, {len(ev.retention)} retention suites)"
