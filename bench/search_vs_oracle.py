@@ -50,6 +50,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -232,6 +233,7 @@ def main() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import torch
 
+    from recipe_opt.exceptions import StudyError
     from recipe_opt.study import StudyRecord, search_price, select_recipe
 
     threads = int(os.environ.get("OMP_NUM_THREADS") or len(os.sched_getaffinity(0)))
@@ -286,7 +288,18 @@ def main() -> None:
             # A fixed-trial arm's pick is what its shipped budget of trials selects; a budgeted
             # arm's is its own: the finalist it trained in full.
             pick_study = study if overrides else prefix_study(study, cy.budget)
-            selected = select_recipe(pick_study, cy.cfg)
+            try:
+                selected = select_recipe(pick_study, cy.cfg)
+            except StudyError as exc:
+                # Nothing passes the gates. A budgeted search's finalist failed them in its full
+                # run: it is what the search ends with, a pick that does not pass (a miss).
+                finalists = [t for t in StudyRecord.read(study).complete if t.full_run]
+                if not overrides or not finalists:
+                    raise
+                print(f"{name}: {exc}; its finalist {finalists[-1].number} is scored as the pick", flush=True)
+                selected = SimpleNamespace(
+                    trial_number=finalists[-1].number, recipe=finalists[-1].recipe, values=finalists[-1].values
+                )
             pick = cy.full.get(selected.recipe)
             price = search_price(
                 StudyRecord.read(pick_study),

@@ -121,7 +121,7 @@ def plan_ladder(
     allowance = budget_tflop / unit_tflop  # in full updates
     ratio = mf.screen_anneal / mf.screen_fraction if mf.screen == "prefix" else 0.0
     if mf.screen == "compressed":
-        screen_batch = mf.screen_batch_size or proxy_batch
+        screen_batch = mf.screen_batch(proxy_batch)
         screen_cost = mf.screen_fraction * screen_batch / recipe_batch
     else:
         screen_cost = mf.screen_fraction + mf.screen_anneal

@@ -133,7 +133,7 @@ class Objective:
         steps = recipe.budget.steps
         fidelity: Fidelity | None = None
         if rung.kind == "compressed":
-            batch = self.cfg.multi_fidelity.screen_batch_size or s.trainer.settings.batch_size
+            batch = self.cfg.multi_fidelity.screen_batch(s.trainer.settings.batch_size)
             settings = replace(s.trainer.settings, fraction=rung.share, batch_size=batch, min_steps=1)
             trainer = ProxyTrainer(s.base, s.trainer.data, settings)
         else:
