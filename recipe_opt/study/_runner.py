@@ -112,7 +112,7 @@ class StudyRunner:
         self.storage: RDBStorage | None = None
         self.outcome: LoopOutcome | None = None
         self.projection: Projection | None = None  # what one trial costs, measured by `prepare`
-        self.ladder: LadderPlan | None = None  # a budgeted search's plan (`trials.budget`), set by `run`
+        self.ladder: LadderPlan | None = None  # a budgeted search's plan (`trials.budget`), set by `prepare`
         # Trials numbered from here on are this run's (earlier ones, and re-queued leftovers of an
         # interrupted run, are not): the command line's exit status counts only this run's failures.
         self.first_new_trial = 0
@@ -432,7 +432,7 @@ class StudyRunner:
             if self.cfg.trials.budget is None:
                 self.outcome = self.work(study, timeout=timeout, max_cost=max_cost)
             else:
-                self._run_ladder(study, n_trials=n_trials, timeout=timeout)
+                self._run_ladder(study, timeout=timeout)
         finally:
             self.close()
         return study
@@ -444,7 +444,7 @@ class StudyRunner:
         p = self.projection or self.check_projection(timeout=cfg.trials.timeout, max_cost=cfg.trials.max_cost)
         return study_plan(cfg, self.space, p, n_trials=n_trials)
 
-    def _run_ladder(self, study: optuna.Study, *, n_trials: int | None, timeout: float | None) -> None:
+    def _run_ladder(self, study: optuna.Study, *, timeout: float | None) -> None:
         """Screen, promote rung by rung, train the finalists in full (resumable: each rung's
         trials are queued once, and a rerun finishes what is queued)."""
         from recipe_opt.study._records import StudyRecord
