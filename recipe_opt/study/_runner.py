@@ -13,6 +13,7 @@ Control flows down: the runner reports progress to a `Reporter` and calls nothin
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 from dataclasses import dataclass, replace
 from typing import Any
@@ -77,6 +78,11 @@ class _Seeds:
     enqueue: list[tuple[dict[str, Any], str]]
     priors: list[optuna.trial.FrozenTrial]
     notes: list[str]
+
+
+def _excess(record: Any, t: Any) -> float:
+    """How far trial `t` of `record` misses the gates: its constraint violations, summed."""
+    return sum(max(0.0, c.constraint or 0.0) for c in record.checks(t))
 
 
 def _merged(outcomes: list[LoopOutcome]) -> LoopOutcome:
@@ -466,7 +472,7 @@ class StudyRunner:
                         lambda t: t.values,
                         record.objectives,
                         feasible=record.feasible,
-                        excess=lambda t, r=record: sum(max(0.0, c.constraint or 0.0) for c in r.checks(t)),
+                        excess=functools.partial(_excess, record),
                     )
                     for parent in order[: rung.count]:
                         assert parent.recipe is not None

@@ -410,10 +410,10 @@ class ProxyTrainer:
                     # The annealing branch: linear from the LR at `stop` to 0, on the same optimiser
                     # (its state is saved above). LambdaLR scales the peak LR, hence the ratio.
                     ratio = optimizer.param_groups[0]["lr"] / recipe.schedule.peak_lr
-                    n = fidelity.branch
+                    extra = fidelity.branch
                     branch = torch.optim.lr_scheduler.LambdaLR(
                         optimizer.optimizer if hasattr(optimizer, "optimizer") else optimizer,
-                        lambda i: ratio * max(0.0, 1.0 - i / n),
+                        lambda i: ratio * max(0.0, 1.0 - i / extra),
                     )
                     state, kept = result.state, result.start_step
                     result = self._loop(
@@ -422,7 +422,7 @@ class ProxyTrainer:
                         optimizer,
                         branch,
                         sampler,
-                        range(stop + 1, stop + n + 1),
+                        range(stop + 1, stop + extra + 1),
                         total,
                         tally,
                         progress,
