@@ -44,30 +44,12 @@ DEFAULT_SPECS = [
 ]
 
 
-def ranks(xs: list[float]) -> list[float]:
-    """Ranks with ties given their mean rank (as Spearman's rho wants)."""
-    order = sorted(range(len(xs)), key=lambda i: xs[i])
-    out = [0.0] * len(xs)
-    i = 0
-    while i < len(order):
-        j = i
-        while j + 1 < len(order) and xs[order[j + 1]] == xs[order[i]]:
-            j += 1
-        for k in range(i, j + 1):
-            out[order[k]] = (i + j) / 2
-        i = j + 1
-    return out
-
-
 def spearman(a: list[float], b: list[float]) -> float | None:
-    if len(a) < 3:
-        return None
-    ra, rb = ranks(a), ranks(b)
-    ma, mb = sum(ra) / len(ra), sum(rb) / len(rb)
-    cov = sum((x - ma) * (y - mb) for x, y in zip(ra, rb, strict=True))
-    va = sum((x - ma) ** 2 for x in ra) ** 0.5
-    vb = sum((y - mb) ** 2 for y in rb) ** 0.5
-    return round(cov / (va * vb), 3) if va and vb else None
+    """The lineage's own Spearman rho (`recipe_opt.study.spearman`), rounded for the table."""
+    from recipe_opt.study import spearman as rho
+
+    value = rho(a, b)
+    return None if value is None else round(value, 3)
 
 
 def parse_spec(spec: str) -> tuple[str, float, float, int | None]:
