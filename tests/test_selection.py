@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import optuna
 import pytest
 
@@ -146,7 +148,7 @@ def test_dominance() -> None:
     assert not dominates(v(0.6, 0.2), v(0.5, 0.1), o)
 
 
-@pytest.mark.parametrize("name", ["tpe", "gp", "nsga2", "random", "qmc"])
+@pytest.mark.parametrize("name", ["tpe", "gp", "nsga2", "random", "qmc"])  # botorch: below
 def test_same_seed_same_sampler_same_recipes(name: str) -> None:
     from recipe_opt.space import load_search_space
 
@@ -177,3 +179,49 @@ def test_informed_design_spans_cost_and_forgetting_axes() -> None:
     assert {r.replay.ratio for r in recipes} == {0.0, 0.25, 0.5}
     assert {r.budget.steps for r in recipes} == {300, 600, 900}
     assert all(r.mixture.as_dict() == pytest.approx({"mul": 0.5, "add_text": 0.5}) for r in recipes)
+
+
+def test_botorch_sampler_models_constrained_objectives_after_startup() -> None:
+    """qLogNEHVI with the gates as constraints: after the start-up trials its proposals come from
+    the model (fitted on three objectives and `trial.set_constraint` values), not the random
+    sampler, and the same seed proposes the same recipe (one model fit per run keeps this short)."""
+    from recipe_opt.space import load_search_space
+
+    space = load_search_space(REPO / "search_spaces" / "default.yaml", ["mul", "add_text"])
+
+    def run(seed: int) -> tuple[list[str], int, int]:
+        sampler = create_sampler("botorch", seed, 4)
+        study = optuna.create_study(directions=["maximize", "minimize", "minimize"], sampler=sampler)
+        independent: list[str] = []
+        original = sampler._independent_sampler.sample_independent
+
+        def spy(*args: Any, **kwargs: Any) -> Any:
+            independent.append(args[2])  # the parameter's name
+            return original(*args, **kwargs)
+
+        sampler._independent_sampler.sample_independent = spy
+        hashes, startup = [], 0
+        for i in range(5):
+            trial = study.ask()
+            r = space.sample(trial)
+            hashes.append(r.content_hash)
+            forgetting = r.replay.ratio * 0.1 + r.schedule.peak_lr * 50
+            trial.set_constraint("max_forgetting", forgetting - 0.05)
+            study.tell(trial, [r.schedule.peak_lr * 1e3, forgetting, r.budget.steps / 1000])
+            if i == 3:
+                startup = len(independent)
+        assert all(t.state.is_finished() for t in study.trials)
+        return hashes, startup, len(independent)
+
+    hashes, startup, total = run(3)
+    assert startup > 0  # the first four trials are drawn by the independent sampler
+    assert total == startup  # trial 5's parameters (the space is fixed) all come from the model
+    assert run(3)[0] == hashes
+
+
+def test_sampler_from_a_missing_extra_names_the_install_command() -> None:
+    from recipe_opt.registry import SamplerSpec
+
+    spec = SamplerSpec("x", "help", lambda seed, n: None, requires=("recipe_opt_no_such_module",), extra="x")
+    with pytest.raises(ValueError, match=r"needs recipe_opt_no_such_module.*pip install 'recipe-opt\[x\]'"):
+        spec.create(0, 4)

@@ -19,6 +19,7 @@ __all__ = [
     "EvaluationConfig",
     "GatesConfig",
     "MultiFidelityConfig",
+    "PrescreenConfig",
     "ProxyConfig",
     "SamplerConfig",
     "SearchBudget",
@@ -166,6 +167,23 @@ class TrialBudget(_Model):
         return self
 
 
+class PrescreenConfig(_Model):
+    """A mixture-and-replay prescreen by adapter interpolation before the first trial (opt-in).
+
+    One short LoRA probe per new source and one on the replay pool; `candidates` mixture x replay
+    points are scored by combining the probes' weight deltas (evaluation only, no training), and
+    the best `top_k` within the gates are queued as the search's first trials. Opt-in until
+    bench/prescreen_vs_trained.py shows it ranking mixtures as training does.
+    """
+
+    enabled: bool = Field(default=False, description="Run the prescreen when a study starts.")
+    probe_fraction: float = Field(
+        default=0.25, gt=0, le=1, description="Share of the anchor recipe's steps each probe trains."
+    )
+    candidates: int = Field(default=48, ge=1, le=4096, description="Mixture x replay points simulated.")
+    top_k: int = Field(default=3, ge=1, description="Best simulated candidates queued as trials.")
+
+
 class MultiFidelityConfig(_Model):
     """How a search with `trials.budget` spends it (successive halving with continuation).
 
@@ -232,6 +250,7 @@ class SamplerConfig(_Model):
     @field_validator("name")
     @classmethod
     def _known(cls, v: str) -> str:
+        SAMPLERS[v].check_installed()  # an optional extra's sampler: refused here where it is missing
         return SAMPLERS.check(v)
 
 

@@ -33,6 +33,10 @@ def load_inputs(
     if sampler is not None:
         if sampler not in SAMPLERS:
             raise ConfigError.single("--sampler", "", SAMPLERS.unknown(sampler))
+        try:
+            SAMPLERS[sampler].check_installed()
+        except ValueError as exc:
+            raise ConfigError.single("--sampler", "", str(exc)) from None
         cfg = cfg.model_copy(
             update={"sampler": SamplerConfig(name=sampler, n_startup_trials=cfg.sampler.n_startup_trials)}
         )
