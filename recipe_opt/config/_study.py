@@ -21,6 +21,7 @@ from recipe_opt.config._sections import (
     EvaluationConfig,
     GatesConfig,
     MultiFidelityConfig,
+    PrescreenConfig,
     ProxyConfig,
     SamplerConfig,
     SelectionConfig,
@@ -72,6 +73,7 @@ class StudyConfig(_Model):
     selection: SelectionConfig = Field(default_factory=SelectionConfig)
     early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
     multi_fidelity: MultiFidelityConfig = Field(default_factory=MultiFidelityConfig)
+    prescreen: PrescreenConfig = Field(default_factory=PrescreenConfig)
     warm_start: WarmStartConfig = Field(default_factory=WarmStartConfig)
     apply: ApplyConfig = Field(default_factory=ApplyConfig)
     workers: WorkersConfig = Field(default_factory=WorkersConfig)
@@ -99,6 +101,15 @@ class StudyConfig(_Model):
         if not NAME.match(v):
             raise ValueError("must be 1-100 characters of letters, digits, '.', '_' or '-'")
         return v
+
+    @model_validator(mode="after")
+    def _prescreen_alone(self) -> StudyConfig:
+        if self.prescreen.enabled and self.trials.budget is not None:
+            # A budget's plan is made before anything trains and does not count the probes yet.
+            raise ValueError(
+                "prescreen.enabled: cannot be combined with trials.budget yet (the plan does not count the probes)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _gate_suites(self) -> StudyConfig:

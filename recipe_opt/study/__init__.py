@@ -45,6 +45,7 @@ from recipe_opt.study._fidelity import FidelityReport, fidelity_report, spearman
 from recipe_opt.study._gates import GateCheck, Scored, check_gates, constraints, failed_reason, gate_values
 from recipe_opt.study._inputs import load_inputs
 from recipe_opt.study._objective import Measurement, Objective
+from recipe_opt.study._prescreen import AdapterMixer, Candidate, PrescreenResult, Probe, run_prescreen
 from recipe_opt.study._price import SearchPrice, search_price
 from recipe_opt.study._progress import Reporter, SilentReporter, TrialSummary
 from recipe_opt.study._records import Failure, StudyRecord, TrialRecord, failure_reason
@@ -77,7 +78,9 @@ __all__ = [
     "ATTR_RECIPE",
     "ATTR_RUNGS",
     "ATTR_WORKER",
+    "AdapterMixer",
     "ApplyResult",
+    "Candidate",
     "Failure",
     "FidelityReport",
     "FileCheck",
@@ -87,6 +90,8 @@ __all__ = [
     "LoopOutcome",
     "Measurement",
     "Objective",
+    "PrescreenResult",
+    "Probe",
     "Reporter",
     "Rerunner",
     "Scored",
@@ -130,6 +135,7 @@ __all__ = [
     "resolve_base_model",
     "resolve_space",
     "run_full",
+    "run_prescreen",
     "search_price",
     "select_and_record",
     "select_recipe",

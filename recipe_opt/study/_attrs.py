@@ -20,6 +20,7 @@ __all__ = [
     "ATTR_METRICS",
     "ATTR_OBJECTIVES",
     "ATTR_ORIGIN",
+    "ATTR_PRESCREEN",
     "ATTR_PROXY_TFLOPS",
     "ATTR_RECIPE",
     "ATTR_RECIPE_HASH",
@@ -66,6 +67,8 @@ ATTR_CONFIG = "config"
 ATTR_FIDELITY = "fidelity"
 # Study attribute of a budgeted search: the plan and how the budget was spent.
 ATTR_LADDER = "ladder"
+# Study attribute of a prescreened search: the probes, their compute and the top simulated candidates.
+ATTR_PRESCREEN = "prescreen"
 ATTR_OBJECTIVES = "objectives"
 ATTR_SPACE = "space"
 ATTR_SELECTION = "selection"

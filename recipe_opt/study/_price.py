@@ -3,7 +3,7 @@
 A tool that exists to save GPU hours must say what its own search cost next to the update it
 plans. The numerator is everything the search's proxies spent: every trial of this cycle
 (complete, pruned and failed: a pruned trial's steps were spent too) plus the selection's
-re-runs; prior observations from earlier cycles cost this cycle nothing. The denominator is the
+re-runs and a prescreen's probes; prior observations from earlier cycles cost this cycle nothing. The denominator is the
 full update of the selected recipe: projected from its proxy (the `cost` objective, the FLOP of
 every step of its budget) after `search`, measured after `apply`. RegMix's proxies cost about
 2% of the final run (arXiv 2407.01492); the README demo's first search cost about 4 updates.
@@ -78,7 +78,8 @@ def search_price(
     selection = record.selection if selection is None else selection
     own = [t for t in record.trials if t.finished and not t.prior]  # queued recipes cost nothing yet
     reruns = float(((selection or {}).get("reruns") or {}).get("proxy_tflops") or 0.0)
-    spent = sum(t.proxy_tflops for t in own) + reruns
+    # A prescreen's probes were trained for this search too (its candidates are only evaluated).
+    spent = sum(t.proxy_tflops for t in own) + reruns + float((record.prescreen or {}).get("tflop") or 0.0)
     update: float | None = measured_update_tflop
     number = (selection or {}).get("trial_number")
     selected = None if number is None else next((t for t in record.trials if t.number == int(number)), None)

@@ -31,6 +31,7 @@ from recipe_opt.study._attrs import (
     ATTR_METRICS,
     ATTR_OBJECTIVES,
     ATTR_ORIGIN,
+    ATTR_PRESCREEN,
     ATTR_PROXY_TFLOPS,
     ATTR_RECIPE,
     ATTR_RUNGS,
@@ -199,6 +200,7 @@ class StudyRecord:
     space: dict[str, Any] | None  # the search space as resolved against the model
     trials: list[TrialRecord]
     study: optuna.Study = field(repr=False, compare=False)
+    prescreen: dict[str, Any] | None = None  # a prescreened search's probes and what they cost
 
     @classmethod
     def read(cls, study: optuna.Study, *, gates: GatesConfig | None = None) -> StudyRecord:
@@ -231,6 +233,7 @@ class StudyRecord:
             space=a.get(ATTR_SPACE),
             trials=[TrialRecord.read(t, base, new_tasks) for t in study.get_trials(deepcopy=False)],
             study=study,
+            prescreen=a.get(ATTR_PRESCREEN) or None,
         )
 
     # ---- trials ------------------------------------------------------------------------------

@@ -36,6 +36,7 @@ from recipe_opt.study._attrs import (
     ATTR_FIDELITY,
     ATTR_LADDER,
     ATTR_ORIGIN,
+    ATTR_PRESCREEN,
     ATTR_PROXY_TFLOPS,
 )
 from recipe_opt.study._base import resolve_base_model, resolve_space
@@ -43,6 +44,7 @@ from recipe_opt.study._gates import Scored
 from recipe_opt.study._ladder import LadderPlan, promotion_order, study_plan
 from recipe_opt.study._lock import exclusive_study
 from recipe_opt.study._objective import Measurement, Objective
+from recipe_opt.study._prescreen import run_prescreen
 from recipe_opt.study._progress import Reporter, SilentReporter
 from recipe_opt.study._projection import Projection, project
 from recipe_opt.study._setup import Setup, build_setup
@@ -302,12 +304,36 @@ class StudyRunner:
             self.ladder = LadderPlan.from_dict(stored["plan"]) if stored else planned
             if not stored:
                 study.set_user_attr(ATTR_LADDER, {"plan": self.ladder.to_dict()})
-        if not study.trials:
+        new = not study.trials
+        if new:
             self._seed_new_study(study, self._plan(warm_start))
         elif warm_start is not None and warm_start.sources:
             self.reporter.phase("warm start skipped: it seeds a new study, and this one is being resumed")
-        self.base_evaluation(study)
+        base_eval = self.base_evaluation(study)
+        if new and cfg.prescreen.enabled:
+            self._prescreen(study, base_eval)
         return study
+
+    def _prescreen(self, study: optuna.Study, base_eval: Evaluation) -> None:
+        """Simulate mixtures x replay by adapter interpolation; queue the best as the next trials."""
+        p = self.cfg.prescreen
+        self.reporter.phase(
+            f"prescreen: training probes at {p.probe_fraction:g} of the anchor's steps, "
+            f"simulating {p.candidates} mixtures x replay"
+        )
+        result = run_prescreen(
+            self.cfg, self.space, self.setup, base_eval, candidates=p.candidates, fraction=p.probe_fraction
+        )
+        # Best within the gates first (run_prescreen's order); where none passes, the best anyway.
+        top = result.candidates[: p.top_k]
+        for c in top:
+            origin = f"prescreen (simulated gain {c.gain:+.3f}, forgetting {c.forgetting:+.3f})"
+            study.enqueue_trial(self.space.params_for(c.recipe), user_attrs={ATTR_ORIGIN: origin})
+        study.set_user_attr(ATTR_PRESCREEN, result.to_dict(p.top_k))
+        self.reporter.phase(
+            f"prescreen: {len(result.probes)} probes, {result.tflop:.3g} TFLOP, {result.seconds:.0f} s; "
+            f"queued the best {len(top)} of {len(result.candidates)}"
+        )
 
     def check_projection(self, *, timeout: float | None, max_cost: float | None) -> Projection:
         """Measure a proxy step, show what one trial will cost and take, and refuse (writing
