@@ -340,6 +340,13 @@ class WarmStartConfig(_Model):
     )
     max_recipes: int = Field(default=8, ge=1, le=64, description="Recipes enqueued: the selected one, then Pareto.")
     priors: bool = Field(default=False, description="Also add their complete trials as prior observations.")
+    control: int = Field(
+        default=0,
+        ge=0,
+        le=8,
+        description="Informed-design recipes run beside the warm start as a control; if the warm recipes' best "
+        "in-gate gain is below theirs, the rest of the informed design is queued and priors are hidden (0: no check).",
+    )
 
     @field_validator("studies")
     @classmethod

@@ -91,9 +91,14 @@ def _botorch(seed: int, n_startup: int) -> Any:
     # qnehvi_candidates_func is qLogNEHVI (arXiv 2310.20708) on BoTorch >= 0.8: noise-aware
     # hypervolume improvement; the gates reach it as outcome constraints from `trial.set_constraint`.
     # The wrapper is experimental in optuna-integration: chosen knowingly in the config.
+    def candidates(*args: Any) -> Any:  # the same function, without its warning on every trial
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return qnehvi_candidates_func(*args)
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return BoTorchSampler(candidates_func=qnehvi_candidates_func, n_startup_trials=n_startup, seed=seed)
+        return BoTorchSampler(candidates_func=candidates, n_startup_trials=n_startup, seed=seed)
 
 
 # The first entry is the default (bench/search_quality.py: GP after the informed design).

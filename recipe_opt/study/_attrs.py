@@ -25,9 +25,11 @@ __all__ = [
     "ATTR_RECIPE",
     "ATTR_RECIPE_HASH",
     "ATTR_RUNGS",
+    "ATTR_SEED_ROLE",
     "ATTR_SELECTION",
     "ATTR_SPACE",
     "ATTR_SUMMARY",
+    "ATTR_WARM_CHECK",
     "ATTR_WORKER",
     "FAILURE_KINDS",
     "PRIOR",
@@ -67,6 +69,10 @@ ATTR_CONFIG = "config"
 ATTR_FIDELITY = "fidelity"
 # Study attribute of a budgeted search: the plan and how the budget was spent.
 ATTR_LADDER = "ladder"
+# Trial attribute of a warm start's seeds (`warm_start.control`): "warm" or "control".
+ATTR_SEED_ROLE = "seed_role"
+# Study attribute of a checked warm start: pending ({"budget"}), then the decision (`WarmCheck`).
+ATTR_WARM_CHECK = "warm_check"
 # Study attribute of a prescreened search: the probes, their compute and the top simulated candidates.
 ATTR_PRESCREEN = "prescreen"
 ATTR_OBJECTIVES = "objectives"

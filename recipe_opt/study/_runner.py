@@ -38,8 +38,11 @@ from recipe_opt.study._attrs import (
     ATTR_ORIGIN,
     ATTR_PRESCREEN,
     ATTR_PROXY_TFLOPS,
+    ATTR_SEED_ROLE,
+    ATTR_WARM_CHECK,
 )
 from recipe_opt.study._base import resolve_base_model, resolve_space
+from recipe_opt.study._fallback import ROLE_CONTROL, ROLE_WARM, WithoutPriors, decide_warm_check
 from recipe_opt.study._gates import Scored
 from recipe_opt.study._ladder import LadderPlan, promotion_order, study_plan
 from recipe_opt.study._lock import exclusive_study
@@ -121,6 +124,7 @@ class StudyRunner:
         self.outcome: LoopOutcome | None = None
         self.projection: Projection | None = None  # what one trial costs, measured by `prepare`
         self.ladder: LadderPlan | None = None  # a budgeted search's plan (`trials.budget`), set by `prepare`
+        self._continuing = False  # a second trial loop of one search (a checked warm start): not a resume
         # Trials numbered from here on are this run's (earlier ones, and re-queued leftovers of an
         # interrupted run, are not): the command line's exit status counts only this run's failures.
         self.first_new_trial = 0
@@ -245,10 +249,34 @@ class StudyRunner:
             if warm.priors:
                 study.add_trials(warm.priors)
             enqueue = warm.enqueue[:cap] if cap is not None else warm.enqueue
+            # A checked warm start (`warm_start.control`) tags its seeds: warm recipes and control.
+            control = self.cfg.warm_start.control if enqueue and self.ladder is None else 0
+            role = {ATTR_SEED_ROLE: ROLE_WARM} if control else {}
             for params, origin in enqueue:
-                study.enqueue_trial(params, user_attrs={ATTR_ORIGIN: origin})
+                study.enqueue_trial(params, user_attrs={ATTR_ORIGIN: origin, **role})
             n_warm = len(enqueue)
             self.reporter.phase(f"warm start: {n_warm} recipes enqueued, {len(warm.priors)} prior observations added")
+            if control:
+                # Every informed-design seed of a checked warm start is its control: at least
+                # `control`, and the slots the warm recipes leave free, as without the check.
+                design = self.space.informed_design()
+                fill = max(0, len(design) - n_warm) if self.cfg.sampler.initial_design == "informed" else 0
+                design = design[: max(control, fill)]
+                for params in design:
+                    study.enqueue_trial(
+                        params,
+                        user_attrs={
+                            ATTR_ORIGIN: "informed initial design (the warm start's control)",
+                            ATTR_SEED_ROLE: ROLE_CONTROL,
+                        },
+                        skip_if_exists=False,
+                    )
+                study.set_user_attr(ATTR_WARM_CHECK, {"decided": False, "control": len(design)})
+                self.reporter.phase(
+                    f"warm start: {len(design)} informed-design recipes run beside it as a control; "
+                    "if they do better in the gates, the search falls back to the cold design"
+                )
+                return
         if self.cfg.sampler.initial_design == "informed":
             design = self.space.informed_design()
             slots = len(design) if cap is None else min(len(design), cap)
@@ -395,6 +423,8 @@ class StudyRunner:
         # of another (the in-process search keeps seed + finished, as before workers existed).
         offset = worker.seed_offset() if worker else 0
         study.sampler = create_sampler(cfg.sampler.name, cfg.seed + finished + offset, cfg.sampler.n_startup_trials)
+        if (study.user_attrs.get(ATTR_WARM_CHECK) or {}).get("fallback"):
+            study.sampler = WithoutPriors(study.sampler)  # the warm start misled: its priors with it
         budget = study.user_attrs.get(ATTR_BUDGET)
         timeout = cfg.trials.timeout if timeout is None else timeout
         max_cost = cfg.trials.max_cost if max_cost is None else max_cost
@@ -407,7 +437,8 @@ class StudyRunner:
         if budget is not None and finished >= budget:
             self.reporter.phase(f"study {cfg.name!r} already holds {finished} finished trials; nothing to run")
             return LoopOutcome()
-        if finished and self.ladder is None:  # a budgeted search's rungs each start a loop: not a resume
+        # A budgeted search's rungs, and a checked warm start's second loop, are not resumes.
+        if finished and self.ladder is None and not self._continuing:
             self.reporter.phase(f"resuming study {cfg.name!r} at {finished} finished trials")
         loop = TrialLoop(
             study,
@@ -462,12 +493,46 @@ class StudyRunner:
         try:
             study = self.prepare(n_trials=n_trials, warm_start=warm_start, timeout=timeout, max_cost=max_cost)
             if self.cfg.trials.budget is None:
-                self.outcome = self.work(study, timeout=timeout, max_cost=max_cost)
+                self.outcome = self._work_checked(study, timeout=timeout, max_cost=max_cost)
             else:
                 self._run_ladder(study, timeout=timeout)
         finally:
             self.close()
         return study
+
+    def _work_checked(self, study: optuna.Study, *, timeout: float | None, max_cost: float | None) -> LoopOutcome:
+        """`work`, with a checked warm start's decision between its seeds and the rest (`_fallback`):
+        the seeds run first, then the warm recipes are compared with the control, and the rest of
+        the budget runs on what was decided (resumable: an undecided check is made on resume)."""
+        check = study.user_attrs.get(ATTR_WARM_CHECK)
+        if not check or check.get("decided"):
+            return self.work(study, timeout=timeout, max_cost=max_cost)
+        budget = study.user_attrs.get(ATTR_BUDGET)
+        trials = study.get_trials(deepcopy=False)
+        role_of = {t.number: str(t.user_attrs[ATTR_SEED_ROLE]) for t in trials if ATTR_SEED_ROLE in t.user_attrs}
+        waiting = [t for t in trials if t.number in role_of and t.state == optuna.trial.TrialState.WAITING]
+        outcomes = []
+        if waiting:
+            finished, _ = count_trials(study)
+            seeds = finished + len(waiting)  # the seeds (as many as the budget holds), then the check
+            study.set_user_attr(ATTR_BUDGET, seeds if budget is None else min(budget, seeds))
+            try:
+                outcomes.append(self.work(study, timeout=timeout, max_cost=max_cost))
+            finally:
+                study.set_user_attr(ATTR_BUDGET, budget)
+            if outcomes[-1].stopped not in ("budget", None):
+                return outcomes[-1]  # stopped by time, cost or failures: the check waits for a resume
+        from recipe_opt.study._records import StudyRecord
+
+        decision = decide_warm_check(StudyRecord.read(study), role_of)
+        self.reporter.phase(decision.line())
+        if decision.fallback and self.cfg.sampler.initial_design == "informed":
+            for params in self.space.informed_design()[int(check.get("control") or 0) :]:
+                study.enqueue_trial(params, user_attrs={ATTR_ORIGIN: "informed initial design (warm-start fallback)"})
+        study.set_user_attr(ATTR_WARM_CHECK, {**decision.to_dict(), "control": check.get("control")})
+        self._continuing = bool(outcomes)  # the second loop of one search, not a resume
+        outcomes.append(self.work(study, timeout=timeout, max_cost=max_cost))
+        return _merged(outcomes)
 
     # ---- a budgeted search (`trials.budget`, `_ladder`) ------------------------------------------
     def plan(self, *, n_trials: int | None = None) -> LadderPlan:
