@@ -101,8 +101,17 @@ def main() -> None:
             "probe_fraction": fraction,
             "n_candidates": len(result.candidates),
             "n_trained": len(pairs),
-            "spearman_gain": spearman([c.gain for c, _ in pairs], [f["gain"] for _, f in pairs]),
-            "spearman_forgetting": spearman([c.forgetting for c, _ in pairs], [f["forgetting"] for _, f in pairs]),
+            "spearman_gain": _round(spearman([c.gain for c, _ in pairs], [f["gain"] for _, f in pairs])),
+            "spearman_forgetting": _round(
+                spearman([c.forgetting for c, _ in pairs], [f["forgetting"] for _, f in pairs])
+            ),
+            # Pearson too: most trained mixtures lie within two noise sds of each other, so rank
+            # correlation is mostly noise among them; Pearson weighs the far-off mixtures it must catch.
+            "pearson_gain": pearson([c.gain for c, _ in pairs], [f["gain"] for _, f in pairs]),
+            "pearson_forgetting": pearson([c.forgetting for c, _ in pairs], [f["forgetting"] for _, f in pairs]),
+            "trained_gain_range": [min(f["gain"] for _, f in pairs), max(f["gain"] for _, f in pairs)]
+            if pairs
+            else None,
             "gate_agreement": sum(c.passes == f["passes_gates"] for c, f in pairs) / len(pairs) if pairs else None,
             "pick_over_best_trained_in_gate": (pick["gain"] / best_true) if pick and best_true else None,
             "pick_passes_in_full": pick["passes_gates"] if pick else None,
@@ -135,6 +144,18 @@ def main() -> None:
         }
     )
     _save(args.out, data)
+
+
+def _round(x: float | None) -> float | None:
+    return None if x is None else round(x, 3)
+
+
+def pearson(a: list[float], b: list[float]) -> float | None:
+    import numpy as np
+
+    if len(a) < 3 or np.std(a) == 0 or np.std(b) == 0:
+        return None
+    return round(float(np.corrcoef(a, b)[0, 1]), 3)
 
 
 def _save(path: Path, data: dict[str, Any]) -> None:

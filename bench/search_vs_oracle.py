@@ -16,10 +16,16 @@ of the cost):
   budgeted search: compressed screens of 5% of the steps at batch 8, the informed design first, the
   finalist trained in full inside the search); the pick is the search's own, and its price counts
   what the search spent besides the pick's full run, which `apply` reuses.
+* `budget-0.25x-tpe`, `budget-0.25x-random`: the 0.25x budget with multivariate TPE after the
+  informed design, and with random screens;
+* `botorch`: the default with BoTorch's qLogNEHVI (optuna-integration) after the informed design;
+* `prescreen`: the default with the adapter-interpolation prescreen (`prescreen.enabled`);
+* `cycle2:checked`: the cycle-2 warm start with its parent's trials as priors and a measured check
+  (`warm_start.control: 2`), which falls back to the cold design if the warm recipes lose.
 
 Each search runs `--trials` trials (40, for the front after 40); the pick is what the shipped
 budget (its `n_trials`: 24 in cycle 1, 16 in cycle 2) would select from its first trials. Every
-recipe the figures need at full fidelity (the picks, the front members after 5, 10, 20 and 40
+recipe the figures need at full fidelity (the picks, the front members after 5, 8, 10, 20 and 40
 trials) is looked up in the oracle when the same recipe and seed is there, else trained exactly
 as `apply` trains it and cached (resumable, keyed by the base model's fingerprint) in
 bench/results/search_vs_oracle_runs.json. Per arm and seed:
@@ -63,12 +69,37 @@ ARMS: dict[str, tuple[int, dict[str, Any] | None, bool, dict[str, Any]]] = {
     "default": (1, None, False, {}),  # studies/demo.yaml as it is
     "random": (1, {"name": "random", "initial_design": "none"}, False, {}),
     "tpe": (1, {"name": "tpe", "n_startup_trials": 8, "initial_design": "none"}, False, {}),
+    # Lever 4: BoTorch's qLogNEHVI (optuna-integration) after the same informed design as the default.
+    "botorch": (1, {"name": "botorch", "n_startup_trials": 8}, False, {}),
     "cycle2:default": (2, None, True, {}),  # studies/demo-cycle-2.yaml as it is: warm start `auto`
     "cycle2:cold": (2, None, False, {}),  # the same with `--warm-start none`
+    # Lever 5: the warm start with its parent's trials as priors and a measured check (two
+    # informed-design recipes as a control; the cold design and no priors if the warm ones lose).
+    "cycle2:checked": (
+        2,
+        None,
+        True,
+        {"warm_start": {"studies": ["auto"], "max_recipes": 8, "control": 2, "priors": True}},
+    ),
     # Budgeted searches (`trials.budget`): compressed screens at a quarter of the proxy's batch, the
     # finalist trained in full inside the search (apply reuses it). The pick is the search's own.
     "budget-0.25x": (1, None, False, {"budget": "0.25x", "multi_fidelity": {"screen_batch_size": 8, "rungs": []}}),
     "budget-1x": (1, None, False, {"budget": "1x", "multi_fidelity": {"screen_batch_size": 8, "rungs": []}}),
+    # Lever 3: the shipped config with the adapter-interpolation prescreen queuing its best 3.
+    "prescreen": (1, None, False, {"prescreen": {"enabled": True}}),
+    # The same budget with another sampler after the informed design (lever 4 on a budget).
+    "budget-0.25x-tpe": (
+        1,
+        {"name": "tpe", "n_startup_trials": 8},
+        False,
+        {"budget": "0.25x", "multi_fidelity": {"screen_batch_size": 8, "rungs": []}},
+    ),
+    "budget-0.25x-random": (
+        1,
+        {"name": "random", "initial_design": "none"},
+        False,
+        {"budget": "0.25x", "multi_fidelity": {"screen_batch_size": 8, "rungs": []}},
+    ),
     "cycle2:budget-0.1x": (
         2,
         None,
@@ -76,7 +107,7 @@ ARMS: dict[str, tuple[int, dict[str, Any] | None, bool, dict[str, Any]]] = {
         {"budget": "0.1x", "multi_fidelity": {"screen_batch_size": 8, "rungs": [], "min_screens": 2}},
     ),
 }
-CHECKPOINTS = (5, 10, 20, 40)
+CHECKPOINTS = (5, 8, 10, 20, 40)  # 8: the "HV after 8 >= random's after 40"
 
 
 def hypervolume(points: list[dict[str, float]], ref: tuple[float, float, float]) -> float:
@@ -277,24 +308,28 @@ def main() -> None:
                 space=args.space,
                 warm_start=["auto"] if warm else None,
             )
+            budgeted = "budget" in overrides
             if overrides:
-                budgeted = yaml.safe_load(path.read_text())
-                budgeted["trials"]["budget"] = overrides["budget"]
-                budgeted["multi_fidelity"] = overrides["multi_fidelity"]
-                path.write_text(yaml.safe_dump(budgeted))
-            what = f"budget {overrides['budget']}" if overrides else f"{args.trials} trials"
+                changed = yaml.safe_load(path.read_text())
+                for key, value in overrides.items():
+                    if key == "budget":
+                        changed["trials"]["budget"] = value
+                    else:  # a whole section: multi_fidelity, prescreen
+                        changed[key] = value
+                path.write_text(yaml.safe_dump(changed))
+            what = f"budget {overrides['budget']}" if budgeted else f"{args.trials} trials"
             print(f"{name}: searching ({what}{', warm start' if warm else ''})", flush=True)
             study, seconds = run_study(path, warm=warm)
             # A fixed-trial arm's pick is what its shipped budget of trials selects; a budgeted
             # arm's is its own: the finalist it trained in full.
-            pick_study = study if overrides else prefix_study(study, cy.budget)
+            pick_study = study if budgeted else prefix_study(study, cy.budget)
             try:
                 selected = select_recipe(pick_study, cy.cfg)
             except StudyError as exc:
                 # Nothing passes the gates. A budgeted search's finalist failed them in its full
                 # run: it is what the search ends with, a pick that does not pass (a miss).
                 finalists = [t for t in StudyRecord.read(study).complete if t.full_run]
-                if not overrides or not finalists:
+                if not budgeted or not finalists:
                     raise
                 print(f"{name}: {exc}; its finalist {finalists[-1].number} is scored as the pick", flush=True)
                 selected = SimpleNamespace(
@@ -346,7 +381,9 @@ def main() -> None:
             "pick_relative": [r["pick_relative"] for r in runs],
             "pick_passes_gates_full": [r["pick_passes_gates_full"] for r in runs],
             "search_over_update": [r["search_over_update"] for r in runs],
-            "full_hv_relative_by_trials": {str(k): [r["full_hv_relative"][str(k)] for r in runs] for k in CHECKPOINTS},
+            "full_hv_relative_by_trials": {
+                str(k): [r["full_hv_relative"].get(str(k)) for r in runs] for k in CHECKPOINTS
+            },
             "search_seconds": [r["search_seconds"] for r in runs],
             "pick_full_seconds": [r.get("pick_full_seconds") for r in runs],
         }
