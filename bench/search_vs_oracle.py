@@ -125,15 +125,19 @@ def hypervolume(points: list[dict[str, float]], ref: tuple[float, float, float])
 
 
 def prefix_study(study: Any, k: int) -> Any:
-    """An in-memory copy of `study` holding its first `k` trials of this cycle (and its attributes)."""
+    """An in-memory copy of `study` holding its first `k` trials of this cycle (its prior
+    observations beside them, and its attributes)."""
     import optuna
 
     copy = optuna.create_study(directions=study.directions)
     for key, value in study.user_attrs.items():
         copy.set_user_attr(key, value)
     copy.set_user_attr("selection", None)
+    from recipe_opt.study import is_prior
+
     finished = [t for t in study.trials if t.state.is_finished()]
-    for t in finished[:k]:
+    # Prior observations (a warm start's `priors`) are not this cycle's trials: kept, not counted.
+    for t in [t for t in finished if is_prior(t)] + [t for t in finished if not is_prior(t)][:k]:
         copy.add_trial(t)
     return copy
 
@@ -265,7 +269,7 @@ def main() -> None:
     import torch
 
     from recipe_opt.exceptions import StudyError
-    from recipe_opt.study import StudyRecord, search_price, select_recipe
+    from recipe_opt.study import StudyRecord, is_prior, search_price, select_recipe
 
     threads = int(os.environ.get("OMP_NUM_THREADS") or len(os.sched_getaffinity(0)))
     torch.set_num_threads(threads)
@@ -346,7 +350,8 @@ def main() -> None:
                 front = StudyRecord.read(prefix_study(study, k), gates=cy.cfg.gates).front
                 members = [cy.full.get(t.recipe) for t in front if t.recipe is not None]
                 value = hypervolume([m for m in members if m["passes_gates"]], cy.ref)
-                hv[str(k)] = value / cy.hv if cy.hv and len(study.trials) >= k else None
+                own = [t for t in study.trials if t.state.is_finished() and not is_prior(t)]
+                hv[str(k)] = value / cy.hv if cy.hv and len(own) >= k else None
             done_runs[name] = {
                 "arm": arm,
                 "seed": seed,
@@ -360,7 +365,7 @@ def main() -> None:
                 "full": {k: pick[k] for k in ("gain", "forgetting", "cost")},
                 "search_tflop": price.search_tflop,
                 "reused_tflop": price.reused_tflop,
-                "trials_run": len(study.trials),
+                "trials_run": len([t for t in study.trials if not is_prior(t)]),
                 "search_seconds": round(seconds),
                 "pick_full_seconds": round(float(pick["seconds"]), 1),
             }
