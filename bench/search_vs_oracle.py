@@ -22,6 +22,9 @@ of the cost):
 * `prescreen`: the default with the adapter-interpolation prescreen (`prescreen.enabled`);
 * `cycle2:checked`: the cycle-2 warm start with its parent's trials as priors and a measured check
   (`warm_start.control: 2`), which falls back to the cold design if the warm recipes lose.
+* `mixed`, `budget-0.25x-mixed`, `cycle2:mixed`: the default, the 0.25x budget and cycle 2 cold
+  with `sampler.initial_design: mixed` (the informed design's axes, every categorical choice
+  spread over its points).
 
 Each search runs `--trials` trials (40, for the front after 40); the pick is what the shipped
 budget (its `n_trials`: 24 in cycle 1, 16 in cycle 2) would select from its first trials. Every
@@ -71,6 +74,15 @@ ARMS: dict[str, tuple[int, dict[str, Any] | None, bool, dict[str, Any]]] = {
     "tpe": (1, {"name": "tpe", "n_startup_trials": 8, "initial_design": "none"}, False, {}),
     # Lever 4: BoTorch's qLogNEHVI (optuna-integration) after the same informed design as the default.
     "botorch": (1, {"name": "botorch", "n_startup_trials": 8}, False, {}),
+    # Exploration: the informed design's axes with every categorical choice spread over its points.
+    "mixed": (1, {"name": "gp", "n_startup_trials": 8, "initial_design": "mixed"}, False, {}),
+    "budget-0.25x-mixed": (
+        1,
+        {"name": "gp", "n_startup_trials": 8, "initial_design": "mixed"},
+        False,
+        {"budget": "0.25x", "multi_fidelity": {"screen_batch_size": 8, "rungs": []}},
+    ),
+    "cycle2:mixed": (2, {"name": "gp", "n_startup_trials": 8, "initial_design": "mixed"}, False, {}),  # cold
     "cycle2:default": (2, None, True, {}),  # studies/demo-cycle-2.yaml as it is: warm start `auto`
     "cycle2:cold": (2, None, False, {}),  # the same with `--warm-start none`
     # Lever 5: the warm start with its parent's trials as priors and a measured check (two

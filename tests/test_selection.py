@@ -181,6 +181,32 @@ def test_informed_design_spans_cost_and_forgetting_axes() -> None:
     assert all(r.mixture.as_dict() == pytest.approx({"mul": 0.5, "add_text": 0.5}) for r in recipes)
 
 
+def test_mixed_design_tries_every_categorical_choice_on_the_same_axes() -> None:
+    """`initial_design: mixed` keeps the plain design's centre and its steps x replay x LR axes,
+    and spreads each unpinned categorical's choices over the other points (each at least twice)."""
+    from collections import Counter
+
+    from recipe_opt.space import load_search_space
+
+    space = load_search_space(REPO / "search_spaces" / "default.yaml", ["mul", "add_text"])
+    plain, mixed = space.informed_design(), space.informed_design(spread_choices=True)
+    axes = ("steps", "replay_ratio", "peak_lr")
+    assert [{k: p[k] for k in axes} for p in mixed] == [{k: p[k] for k in axes} for p in plain]
+    assert mixed[0] == plain[0]
+    for name, choices in (
+        ("schedule", ["cosine", "linear", "constant_with_warmup"]),
+        ("lora_alpha_ratio", [1.0, 2.0, 4.0]),
+        ("target_modules", ["attention", "all_linear"]),
+    ):
+        assert {p[name] for p in plain} == {plain[0][name]}  # the plain design never moves them
+        counts = Counter(p[name] for p in mixed)
+        assert set(counts) == set(choices) and min(counts.values()) >= 2, (name, counts)
+    # Two categoricals with three choices each do not move in lockstep.
+    assert len({(p["schedule"], p["lora_alpha_ratio"]) for p in mixed[1:]}) == 7
+    recipes = [space.sample(optuna.trial.FixedTrial(p)) for p in mixed]
+    assert len({r.content_hash for r in recipes}) == 8
+
+
 def test_botorch_sampler_models_constrained_objectives_after_startup() -> None:
     """qLogNEHVI with the gates as constraints: after the start-up trials its proposals come from
     the model (fitted on three objectives and `trial.set_constraint` values), not the random

@@ -242,9 +242,12 @@ class MultiFidelityConfig(_Model):
 class SamplerConfig(_Model):
     name: str = Field(default=SAMPLERS.names()[0], description=f"The Optuna sampler: {SAMPLERS.text()}.")
     n_startup_trials: int = Field(default=8, ge=0, description="Random trials before the model (tpe, gp).")
-    initial_design: Literal["none", "informed"] = Field(
+    initial_design: Literal["none", "informed", "mixed"] = Field(
         default="informed",
-        description="`informed`: start a new study with a designed set of recipes (see SearchSpace.informed_design).",
+        description=(
+            "`informed`: start a new study with a designed set of recipes (see SearchSpace.informed_design); "
+            "`mixed`: the same axes, with every choice of each unpinned categorical spread over its points."
+        ),
     )
 
     @field_validator("name")

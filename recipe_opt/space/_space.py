@@ -207,7 +207,7 @@ class SearchSpace:
             remaining -= w[name]
         return params
 
-    def informed_design(self) -> list[dict[str, Scalar]]:
+    def informed_design(self, *, spread_choices: bool = False) -> list[dict[str, Scalar]]:
         """A small designed start for the sampler, informed by what is known of updates.
 
         Forgetting is driven mostly by replay and LR, cost by the update's length, gain by all
@@ -218,6 +218,15 @@ class SearchSpace:
         table: rank 16 or 8, alpha = 2r, cosine, all linear layers, 5% warmup; and an equal
         mixture) where the space allows. Each point is a partial parameter dict: parameters it
         leaves out are drawn by the sampler.
+
+        `spread_choices` (`sampler.initial_design: mixed`) keeps the centre point and the axes
+        but gives every point after the centre a different choice of each unpinned categorical
+        (schedule, alpha ratio, target modules, ...), cycling through its choices with a shift
+        per parameter, so every choice is tried at least twice in 8 points. The plain design
+        pins them all at their preferred values, and a GP fitted to it has no evidence that any
+        other choice exists: on the demo's 24-trial search every trial but two kept cosine,
+        alpha = 2r and all linear layers, while the cycle-1 oracle's best in-gate recipes use
+        linear schedules and alpha = 4r.
         """
         # (steps quantile, replay quantile, LR quantile on the log scale)
         grid = [
@@ -238,9 +247,23 @@ class SearchSpace:
             value = pick(self._spec_of(p), p.prefer) if p.prefer else None
             if value is not None:
                 common[p.name] = value
+        spread: list[tuple[str, list[Scalar]]] = []
+        if spread_choices:
+            for p in PARAMS:
+                spec = self._spec_of(p)
+                if isinstance(spec, CategoricalSpec) and len(spec.choices) > 1:
+                    first = common.get(p.name, spec.choices[0])
+                    spread.append((p.name, [first, *(c for c in spec.choices if c != first)]))
         points = []
-        for steps_q, replay_q, lr_q in grid:
+        for i, (steps_q, replay_q, lr_q) in enumerate(grid):
             point = dict(common)
+            # Point i > 0 takes choice (i + j * (i // m)) mod m of the j-th categorical (m
+            # choices): the centre keeps the preferred values, and the shift by i // m keeps two
+            # categoricals with equally many choices from moving in lockstep (schedule x alpha:
+            # 7 different pairs in the 7 points after the centre).
+            for j, (name, order) in enumerate(spread):
+                m = len(order)
+                point[name] = order[(i + j * (i // m)) % m]
             for name, q in (("steps", steps_q), ("replay_ratio", replay_q), ("peak_lr", lr_q)):
                 value = quantile(getattr(f, name), q)
                 if value is not None:

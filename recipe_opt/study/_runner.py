@@ -238,6 +238,10 @@ class StudyRunner:
             )
         return _Seeds(plan.enqueue, plan.priors, plan.notes)
 
+    def _design(self) -> list[dict[str, Any]]:
+        """The config's initial design (`sampler.initial_design`: informed or mixed)."""
+        return self.space.informed_design(spread_choices=self.cfg.sampler.initial_design == "mixed")
+
     def _seed_new_study(self, study: optuna.Study, warm: _Seeds | None) -> None:
         """Warm-start recipes first, then the informed design fills the rest of its slots (a
         budgeted search queues no more than its plan screens)."""
@@ -259,8 +263,8 @@ class StudyRunner:
             if control:
                 # Every informed-design seed of a checked warm start is its control: at least
                 # `control`, and the slots the warm recipes leave free, as without the check.
-                design = self.space.informed_design()
-                fill = max(0, len(design) - n_warm) if self.cfg.sampler.initial_design == "informed" else 0
+                design = self._design()
+                fill = max(0, len(design) - n_warm) if self.cfg.sampler.initial_design != "none" else 0
                 design = design[: max(control, fill)]
                 for params in design:
                     study.enqueue_trial(
@@ -277,8 +281,8 @@ class StudyRunner:
                     "if they do better in the gates, the search falls back to the cold design"
                 )
                 return
-        if self.cfg.sampler.initial_design == "informed":
-            design = self.space.informed_design()
+        if self.cfg.sampler.initial_design != "none":
+            design = self._design()
             slots = len(design) if cap is None else min(len(design), cap)
             for params in design[: max(0, slots - n_warm)]:
                 study.enqueue_trial(params, user_attrs={ATTR_ORIGIN: "informed initial design"})
@@ -526,8 +530,8 @@ class StudyRunner:
 
         decision = decide_warm_check(StudyRecord.read(study), role_of)
         self.reporter.phase(decision.line())
-        if decision.fallback and self.cfg.sampler.initial_design == "informed":
-            for params in self.space.informed_design()[int(check.get("control") or 0) :]:
+        if decision.fallback and self.cfg.sampler.initial_design != "none":
+            for params in self._design()[int(check.get("control") or 0) :]:
                 study.enqueue_trial(params, user_attrs={ATTR_ORIGIN: "informed initial design (warm-start fallback)"})
         study.set_user_attr(ATTR_WARM_CHECK, {**decision.to_dict(), "control": check.get("control")})
         self._continuing = bool(outcomes)  # the second loop of one search, not a resume
