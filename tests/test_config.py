@@ -124,3 +124,19 @@ def test_release_checks_bounds_per_suite_fall_back_to_the_aggregate(tmp_path: Pa
     assert checks["max_forgetting"].passed
     assert not checks["min_gain"].passed and checks["min_gain"].bound is None  # unset: gain must be > 0
     assert not checks["max_cost"].passed
+
+
+@pytest.mark.parametrize(
+    ("design", "budget", "resolved"),
+    [("auto", None, "mixed"), ("auto", "0.5x", "informed"), ("informed", None, "informed"), ("mixed", "0.5x", "mixed")],
+)
+def test_initial_design_auto_is_the_arm_that_won_with_and_without_a_budget(
+    tmp_path: Path, design: str, budget: str | None, resolved: str
+) -> None:
+    trials = f"trials: {{n_trials: 4, budget: {budget}}}" if budget else ""
+    cfg = write_study(tmp_path, tmp_path / "w", sampler=f"{{name: gp, initial_design: {design}}}", extra=trials)
+    loaded = load_study_config(cfg, check_paths=False)
+    assert loaded.sampler.initial_design == design and loaded.initial_design == resolved
+    # Left out, it is `auto`.
+    plain = write_study(tmp_path / "p", tmp_path / "w", sampler="{name: gp}", extra=trials)
+    assert load_study_config(plain, check_paths=False).initial_design == ("informed" if budget else "mixed")

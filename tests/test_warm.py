@@ -235,7 +235,7 @@ def test_a_warm_start_that_does_worse_than_its_control_falls_back_to_the_cold_de
     assert check["decided"] and check["warm_best"] == max(gains[:2]) and check["control_best"] == max(gains[2:8])
     assert check["control_best"] > check["warm_best"] and check["fallback"]
     assert "warm-start check:" in r.stdout and "falling back to the cold design" in r.stdout
-    # The ninth trial is the informed design's next recipe (the seventh), not a model proposal
+    # The ninth trial is the design's next recipe (the seventh), not a model proposal
     # fitted on the priors.
-    assert own[8].user_attrs["origin"] == "informed initial design (warm-start fallback)"
+    assert own[8].user_attrs["origin"] == "mixed initial design (warm-start fallback)"  # the default: `auto`
     assert len(source.trials) == 3

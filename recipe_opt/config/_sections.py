@@ -242,11 +242,14 @@ class MultiFidelityConfig(_Model):
 class SamplerConfig(_Model):
     name: str = Field(default=SAMPLERS.names()[0], description=f"The Optuna sampler: {SAMPLERS.text()}.")
     n_startup_trials: int = Field(default=8, ge=0, description="Random trials before the model (tpe, gp).")
-    initial_design: Literal["none", "informed", "mixed"] = Field(
-        default="informed",
+    initial_design: Literal["auto", "mixed", "informed", "none"] = Field(
+        default="auto",
         description=(
-            "`informed`: start a new study with a designed set of recipes (see SearchSpace.informed_design); "
-            "`mixed`: the same axes, with every choice of each unpinned categorical spread over its points."
+            "How a new study starts. `mixed`: designed recipes on the axes that matter (steps, replay, LR) "
+            "with every choice of each unpinned categorical spread over them; `informed`: the same axes "
+            "with the categoricals pinned at common defaults (see SearchSpace.informed_design); `none`: "
+            "the sampler's own start-up trials; `auto`: `mixed`, or `informed` for a budgeted search "
+            "(`trials.budget`), each the arm that won bench/search_vs_oracle.py there."
         ),
     )
 

@@ -239,8 +239,8 @@ class StudyRunner:
         return _Seeds(plan.enqueue, plan.priors, plan.notes)
 
     def _design(self) -> list[dict[str, Any]]:
-        """The config's initial design (`sampler.initial_design`: informed or mixed)."""
-        return self.space.informed_design(spread_choices=self.cfg.sampler.initial_design == "mixed")
+        """The config's initial design (`sampler.initial_design`, `auto` resolved: informed or mixed)."""
+        return self.space.informed_design(spread_choices=self.cfg.initial_design == "mixed")
 
     def _seed_new_study(self, study: optuna.Study, warm: _Seeds | None) -> None:
         """Warm-start recipes first, then the informed design fills the rest of its slots (a
@@ -264,13 +264,13 @@ class StudyRunner:
                 # Every informed-design seed of a checked warm start is its control: at least
                 # `control`, and the slots the warm recipes leave free, as without the check.
                 design = self._design()
-                fill = max(0, len(design) - n_warm) if self.cfg.sampler.initial_design != "none" else 0
+                fill = max(0, len(design) - n_warm) if self.cfg.initial_design != "none" else 0
                 design = design[: max(control, fill)]
                 for params in design:
                     study.enqueue_trial(
                         params,
                         user_attrs={
-                            ATTR_ORIGIN: "informed initial design (the warm start's control)",
+                            ATTR_ORIGIN: f"{self.cfg.initial_design} initial design (the warm start's control)",
                             ATTR_SEED_ROLE: ROLE_CONTROL,
                         },
                         skip_if_exists=False,
@@ -281,11 +281,11 @@ class StudyRunner:
                     "if they do better in the gates, the search falls back to the cold design"
                 )
                 return
-        if self.cfg.sampler.initial_design != "none":
+        if self.cfg.initial_design != "none":
             design = self._design()
             slots = len(design) if cap is None else min(len(design), cap)
             for params in design[: max(0, slots - n_warm)]:
-                study.enqueue_trial(params, user_attrs={ATTR_ORIGIN: "informed initial design"})
+                study.enqueue_trial(params, user_attrs={ATTR_ORIGIN: f"{self.cfg.initial_design} initial design"})
 
     def prepare(
         self,
@@ -530,9 +530,11 @@ class StudyRunner:
 
         decision = decide_warm_check(StudyRecord.read(study), role_of)
         self.reporter.phase(decision.line())
-        if decision.fallback and self.cfg.sampler.initial_design != "none":
+        if decision.fallback and self.cfg.initial_design != "none":
             for params in self._design()[int(check.get("control") or 0) :]:
-                study.enqueue_trial(params, user_attrs={ATTR_ORIGIN: "informed initial design (warm-start fallback)"})
+                study.enqueue_trial(
+                    params, user_attrs={ATTR_ORIGIN: f"{self.cfg.initial_design} initial design (warm-start fallback)"}
+                )
         study.set_user_attr(ATTR_WARM_CHECK, {**decision.to_dict(), "control": check.get("control")})
         self._continuing = bool(outcomes)  # the second loop of one search, not a resume
         outcomes.append(self.work(study, timeout=timeout, max_cost=max_cost))
