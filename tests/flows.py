@@ -28,7 +28,6 @@ STUDY_REPORT_PLOTS = (
     "front-3d",
     "importance-gain",
     "importance-forgetting",
-    "importance-cost",
     "slice-replay_ratio-forgetting",
     "slice-lora_rank-cost",
     "slice-peak_lr-gain",

@@ -98,6 +98,10 @@ def rendered_plots(page: Any) -> dict[str, int]:
 
 def test_study_report_renders_every_view(browser: Any, two_cycles: TwoCycles, screenshots: Path) -> None:
     opened = open_report(browser, two_cycles.tmp / "out2" / "index.html")  # cycle 2: warm-started, applied
+    # The diagnostics are folded below the decision; a reviewer who opens them sees every plot drawn.
+    assert opened.page.locator("#diagnostics").get_attribute("open") is None
+    opened.page.locator("#diagnostics > summary").click()
+    assert opened.page.locator("#parallel").bounding_box()["width"] > 600  # redrawn at the page's width
     plots = rendered_plots(opened.page)
     assert [p for p in STUDY_REPORT_PLOTS if p not in plots] == [], plots
     assert [p for p, drawn in plots.items() if drawn == 0] == [], plots
@@ -111,6 +115,7 @@ def test_study_report_renders_every_view(browser: Any, two_cycles: TwoCycles, sc
 def test_trial_table_sorts_on_a_click(browser: Any, two_cycles: TwoCycles) -> None:
     opened = open_report(browser, two_cycles.tmp / "out2" / "index.html")
     page = opened.page
+    page.locator("#diagnostics > summary").click()
 
     def column(i: int) -> list[str]:
         return [str(t).strip() for t in page.locator(f"#trials tr td:nth-child({i})").all_inner_texts()]
@@ -173,10 +178,89 @@ def test_user_strings_render_as_text(browser: Any, tmp_path: Path) -> None:
     assert page.locator("img").count() == 0 and page.locator("h1 script").count() == 0  # ...never as markup
     # Hover a point (through plotly's drag layer, as a mouse does): its label names the mixture's
     # source, which must show as text too.
-    box = page.locator("#pareto-front .point").first.bounding_box()
+    point = page.locator("#pareto-front .point").first
+    point.scroll_into_view_if_needed()  # the front sits below the decision and the checklist
+    box = point.bounding_box()
     page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
     label = page.locator("#pareto-front .hoverlayer .hovertext")
     label.wait_for(timeout=10_000)
     assert "<img src=y onerror=alert(4)>" in str(label.text_content())
     assert page.locator("img").count() == 0
+    assert opened.errors == [] and opened.remote == []
+
+
+def test_first_screen_says_what_was_picked_how_sure_and_whether_to_release(
+    browser: Any, tmp_path: Path, screenshots: Path
+) -> None:
+    from recipe_opt.report import write_report
+    from tests.reviewer import reviewer_study
+
+    opened = open_report(browser, write_report(reviewer_study(), tmp_path))
+    page = opened.page
+    page.screenshot(path=str(screenshots / "first-screen.png"))
+    fold = 900  # the viewport's height: what a reviewer sees without scrolling
+    for block in ("#verdict", "#pick", "#pick-values", "#tradeoff", "#alternatives", "#uncertainty", "#watch"):
+        box = page.locator(block).bounding_box()
+        assert box is not None and box["y"] + box["height"] <= fold, (block, box)
+    assert "Forecast only" in page.locator("#verdict").inner_text()
+    pick = page.locator("#pick").inner_text()
+    assert "trial 2" in pick and "mul 60%, diff 40%" in pick and "LoRA rank 16" in pick and "600 steps" in pick
+    assert (
+        "0.537 TFLOP" in page.locator("#pick-values").inner_text()
+        or "0.537" in page.locator("#pick-values").inner_text()
+    )
+    assert "the most expensive" in page.locator("#tradeoff").inner_text()
+    assert "trial 1" in page.locator("#alternatives").inner_text()
+    assert "18% less compute" in page.locator("#alternatives").inner_text()
+    assert "declared: the oracle's noise floor" in page.locator("#uncertainty").inner_text()
+    assert "Within noise" in page.locator("#uncertainty").inner_text()
+    # The flagged task, at the top and in the task table.
+    assert "demo_diff" in page.locator("#watch").inner_text()
+    assert page.locator("#task-moves tr.flagged").all_inner_texts()[0].startswith("demo_diff")
+    # Before apply, the checklist's gate rows are forecasts, never a bare "pass".
+    statuses = page.locator("#release-checklist + p + table td:last-child").all_inner_texts()
+    assert "forecast: pass" in statuses and "pass" not in statuses
+    # No Markdown shows raw: our `code` and *emphasis* became tags.
+    text = page.locator("body").inner_text()
+    assert "`" not in text and "*safety*" not in text
+    assert page.locator("#why code", has_text="gain-within-gates").count() == 1
+    # Both gates are drawn on the front; the crossed trial's hover names the gate it missed.
+    annotations = page.locator("#pareto-front .annotation-text").all_text_contents()
+    assert any("max forgetting 0.05" in a for a in annotations) and any("min gain 0.1" in a for a in annotations)
+    cross = page.locator("#pareto-front .scatterlayer .trace").first.locator(".point").first  # "fails a gate"
+    cross.scroll_into_view_if_needed()
+    box = cross.bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    label = page.locator("#pareto-front .hoverlayer .hovertext")
+    label.wait_for(timeout=10_000)
+    assert "fails: arithmetic +0.600 vs the base (bound 0.05)" in str(label.text_content())
+    page.locator("#diagnostics > summary").click()
+    row = page.locator("#trials tr", has=page.locator("td:first-child", has_text="0")).first.inner_text()
+    assert "fails arithmetic" in row and "q_proj, v_proj" in row
+    page.screenshot(path=str(screenshots / "study-report-reviewer.png"), full_page=True)
+    assert opened.errors == [] and opened.remote == []
+
+
+def test_family_report_flags_the_regressed_skill(browser: Any, tmp_path: Path, screenshots: Path) -> None:
+    from recipe_opt.lineage import LineageStore
+    from recipe_opt.report import write_family_report
+    from tests.reviewer import record_release, reviewer_study
+
+    url = f"sqlite:///{tmp_path / 'fam.db'}"
+    reviewer_study(url)
+    record_release(url)
+    with LineageStore(url) as store:
+        path = write_family_report(store, url, "fam", tmp_path / "fam")
+    opened = open_report(browser, path)
+    page = opened.page
+    assert "demo_diff 0.227 → 0.091 in v1" in page.locator("#flag-line").inner_text()
+    assert page.locator("#flag-line").bounding_box()["y"] < 900
+    assert "demo_diff" in page.locator("#skill-flags").inner_text()
+    assert page.locator("#skills .legendtext", has_text="fell beyond noise").count() == 1
+    # Decisions and their gate checks are in a table, not only on hover.
+    assert "every release gate passes" in page.locator("#decisions").inner_text()
+    # The fronts' forgetting axis is scaled to the fronts, not 0 to 1.
+    y_range = page.evaluate("() => document.getElementById('fronts').layout.yaxis.range")
+    assert y_range[1] - y_range[0] < 0.1, y_range
+    page.screenshot(path=str(screenshots / "family-report-flags.png"), full_page=True)
     assert opened.errors == [] and opened.remote == []

@@ -240,3 +240,136 @@ def test_inheritance_regroups_the_parents_release_scores_into_this_cycles_suites
     assert after.status == "FAIL" and "worst k: 0.900 at release -> 0.600 in v1 (drop +0.300)" in after.measured
     ok = replace(applied, evaluations=[now[0], replace(now[1], score=0.85)])
     assert {i.check: i for i in release_checklist(study, ok, parent)}[after.check].status == "pass"
+
+
+# ---- what a release reviewer reads first (issue: a report decided from in one screen) ----------
+
+
+def test_eval_sampling_error_and_task_flags() -> None:
+    from recipe_opt.study import task_moves, value_spread
+
+    # A suite's score is the mean of its tasks': sd = sqrt(sum p(1-p)/n) / k.
+    tasks = {"a": {"acc": 0.5, "n": 100.0}, "b": {"acc": 0.9, "n": 25.0}}
+    s = value_spread("gain", tasks, new_tasks=["a", "b"], retention={})
+    assert s.sampling == pytest.approx(((0.25 / 100 + 0.09 / 25) ** 0.5) / 2)
+    assert s.items == (25, 100) and s.seed is None and "steps of 0.040" in s.text()
+    assert value_spread("cost", tasks, new_tasks=["a"], retention={}).computed  # a FLOP count: exact
+    # Without item counts nothing is claimed.
+    assert value_spread("gain", {"a": {"acc": 0.5}}, new_tasks=["a"], retention={}).sd is None
+
+    before = {"diff": {"acc": 0.227, "n": 22.0}, "one": {"acc": 1.0, "n": 40.0}, "up": {"acc": 0.1, "n": 22.0}}
+    after = {"diff": {"acc": 0.091, "n": 22.0}, "one": {"acc": 0.975, "n": 40.0}, "up": {"acc": 0.6, "n": 22.0}}
+    moves = {m.task: m for m in task_moves(before, after, {"s": ["diff", "one", "up"]})}
+    # 3 of 22 items lost: 1.3 standard errors of the change (0.108), more than two items.
+    assert moves["diff"].flagged and moves["diff"].se == pytest.approx((0.227 * 0.773 / 22 + 0.091 * 0.909 / 22) ** 0.5)
+    assert not moves["one"].flagged  # one item of 40: beyond its tiny binomial error, below two items
+    assert not moves["up"].flagged  # moved with its direction
+
+
+def test_within_noise_uses_declared_noise_and_reruns() -> None:
+    from recipe_opt.study import StudyRecord, within_noise
+    from tests.reviewer import PICK, reviewer_study
+
+    study = reviewer_study()
+    record = StudyRecord.read(study)
+    pick, other = record.trial(PICK), record.trial(1)
+    a, b = record.spread(pick, "gain"), record.spread(other, "gain")
+    assert a.seed == 0.05 and a.seed_source == "declared: the oracle's noise floor"
+    assert within_noise(other.values["gain"] - pick.values["gain"], a, b)  # 0.010 apart
+    assert not within_noise(0.3, a, b)
+    # A selection that re-ran the pick measured its spread: that wins over the declared figure.
+    sel = dict(study.user_attrs["selection"])
+    sel["reruns"] = {"candidates": [{"trial": PICK, "std": {"gain": 0.004}, "runs": 3}]}
+    study.set_user_attr("selection", sel)
+    rerun = StudyRecord.read(study).spread(pick, "gain")
+    assert rerun.seed == 0.004 and rerun.seed_source == "measured over 3 seeds (re-runs)"
+
+
+def test_inline_markdown_becomes_tags_and_user_html_stays_text() -> None:
+    from recipe_opt.report._text import inline
+
+    assert inline("under `gain-within-gates`, a *safety* suite") == (
+        "under <code>gain-within-gates</code>, a <em>safety</em> suite"
+    )
+    assert inline("`<b>x</b>` <i>y</i>") == "<code>&lt;b&gt;x&lt;/b&gt;</code> &lt;i&gt;y&lt;/i&gt;"
+    assert inline("2 * 3 * 4 and `*not em*`") == "2 * 3 * 4 and <code>*not em*</code>"
+
+
+def test_decision_block_names_the_pick_its_trade_offs_and_what_to_watch(tmp_path: Path) -> None:
+    from recipe_opt.report._decision import alternatives
+    from recipe_opt.study import StudyRecord
+    from tests.reviewer import PICK, reviewer_study
+
+    study = reviewer_study()
+    record = StudyRecord.read(study)
+    (alt,) = alternatives(record, record.trial(PICK))
+    assert alt.trial.number == 1 and alt.within["gain"] and alt.within["cost"] is False
+    assert alt.changes == ["replay 0.15 -> 0.30", "steps 600 -> 500"]
+    html = write_report(study, tmp_path).read_text()
+    top = html[html.index('<section id="decision">') : html.index("</section>")]
+    assert "Forecast only: trial 2 passes every gate on its proxy run" in top
+    assert "LoRA rank 16, alpha 32 on q_proj, v_proj; full update 600 steps x 8 sequences" in top
+    assert "the highest gain" in top and "the most expensive" in top
+    assert "0.010 less gain (within noise) for 18% less compute" in top
+    assert "<b>Within noise:</b> trial 1 differs from the pick" in top
+    assert "<b>demo_diff</b> (new_skills) 0.227 → 0.091 (22 items)" in top
+    # Failed gates are named for the crossed trial, in the table and the hover.
+    assert "<td>fails arithmetic +0.600 vs the base (bound 0.05); aggregate forgetting +0.300 (bound 0.05)</td>" in html
+    assert "fails:\\u003c\\u002fb\\u003e arithmetic +0.600 vs the base" in html  # the hover, as plotly's JSON
+    assert "gate: min gain 0.1" in html  # both gates drawn
+    # The checklist before apply: gate rows are forecasts, not verdicts; no raw Markdown.
+    assert 'class="forecast"' in html and "forecast: pass" in html
+    assert "`gain-within-gates`" not in html and "*safety*" not in html
+    assert "<code>gain-within-gates</code>" in html
+    summary = (tmp_path / "summary.md").read_text()
+    assert "| new-task gain | proxy +0.432; full: not applied yet | >= 0.1 | forecast: pass |" in summary
+
+
+def test_importance_leaves_out_the_deterministic_cost_and_shows_its_spread(tmp_path: Path) -> None:
+    import random
+
+    from recipe_opt.report._figures import importances
+    from recipe_opt.study import StudyRecord
+
+    rng = random.Random(1)
+    study = optuna.create_study(study_name="imp", directions=["maximize", "minimize", "minimize"])
+    for _ in range(12):
+        lr, warm = rng.uniform(1e-4, 1e-2), rng.uniform(0.0, 0.1)
+        gain = lr * 50 + rng.gauss(0, 0.01)
+        study.add_trial(
+            optuna.trial.create_trial(
+                params={"peak_lr": lr, "warmup_fraction": warm},
+                distributions={
+                    "peak_lr": optuna.distributions.FloatDistribution(1e-4, 1e-2),
+                    "warmup_fraction": optuna.distributions.FloatDistribution(0.0, 0.1),
+                },
+                values=[gain, 0.01, 1.0],
+                user_attrs={"metrics": {"gain": gain, "forgetting": 0.01, "cost": 1.0}},
+            )
+        )
+    figs, notes = importances(StudyRecord.read(study))
+    assert [name for name, _ in figs] == ["gain", "forgetting"]
+    assert len(notes) == 1 and notes[0].startswith("*cost* is not shown")
+    bar = figs[0][1].data[0]
+    ranked = dict(zip(bar.y, bar.x, strict=True))
+    assert ranked["peak_lr"] > ranked["warmup_fraction"]  # gain follows the LR only
+    assert len(bar.error_x.array) == 2 and all(sd >= 0 for sd in bar.error_x.array)
+
+
+def test_family_report_flags_a_task_that_fell_while_its_suite_rose(tmp_path: Path) -> None:
+    from recipe_opt.lineage import LineageStore
+    from recipe_opt.report import write_family_report
+    from recipe_opt.report._family import skill_moves
+    from tests.reviewer import record_release, reviewer_study
+
+    url = f"sqlite:///{tmp_path / 'fam.db'}"
+    reviewer_study(url)
+    record_release(url)
+    with LineageStore(url) as store:
+        moves = skill_moves(store.list_versions("fam"))
+        flagged = [(v.name, p, m.task) for v, p, m in moves if m.flagged]
+        assert flagged == [("v1", "v0", "demo_diff")]
+        html = write_family_report(store, url, "fam", tmp_path / "fam").read_text()
+    assert "<b>Regressed skills:</b> demo_diff 0.227 → 0.091 in v1" in html
+    assert '<table id="skill-flags">' in html and '<table id="decisions">' in html
+    assert "every release gate passes" in html and "new-task gain +0.432" in html  # reasons, gates: no hover

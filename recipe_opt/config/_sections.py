@@ -19,6 +19,7 @@ __all__ = [
     "EvaluationConfig",
     "GatesConfig",
     "MultiFidelityConfig",
+    "NoiseConfig",
     "PrescreenConfig",
     "ProxyConfig",
     "SamplerConfig",
@@ -285,6 +286,16 @@ class GatesConfig(_Model):
         default=None, description="Smallest acceptable new-task gain; unset: the gain must be positive."
     )
     max_cost: float | None = Field(default=None, gt=0, description="Full-update TFLOP per recipe.")
+
+
+class NoiseConfig(_Model):
+    """How much one recipe's values move between training seeds, measured outside this study (for
+    example `bench/oracle.py`'s noise floor). The reports show it beside each value and say when a
+    ranking is within it; it changes nothing that is trained or selected."""
+
+    gain: float | None = Field(default=None, ge=0, description="Seed-to-seed sd of the new-task gain.")
+    forgetting: float | None = Field(default=None, ge=0, description="Seed-to-seed sd of the aggregate forgetting.")
+    source: str = Field(default="declared in the study config", description="Where the figures come from.")
 
 
 class SelectionConfig(_Model):

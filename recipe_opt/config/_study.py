@@ -21,6 +21,7 @@ from recipe_opt.config._sections import (
     EvaluationConfig,
     GatesConfig,
     MultiFidelityConfig,
+    NoiseConfig,
     PrescreenConfig,
     ProxyConfig,
     SamplerConfig,
@@ -71,6 +72,7 @@ class StudyConfig(_Model):
     sampler: SamplerConfig = Field(default_factory=SamplerConfig)
     gates: GatesConfig = Field(default_factory=GatesConfig)
     selection: SelectionConfig = Field(default_factory=SelectionConfig)
+    noise: NoiseConfig = Field(default_factory=NoiseConfig)
     early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
     multi_fidelity: MultiFidelityConfig = Field(default_factory=MultiFidelityConfig)
     prescreen: PrescreenConfig = Field(default_factory=PrescreenConfig)

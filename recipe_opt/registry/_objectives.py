@@ -38,6 +38,10 @@ class Objective:
     help: str
     spec: str  # format spec of its values in tables
     compute: Callable[[ObjectiveInputs], float]
+    # A count computed from the recipe (no seed or sampling noise): the reports give it no error
+    # bar and no parameter importance (with a few dozen trials that would only say which
+    # parameters happened to vary together).
+    deterministic: bool = False
 
     @property
     def maximize(self) -> bool:
@@ -73,6 +77,7 @@ OBJECTIVES: Registry[Objective] = Registry(
             "FLOPs of the full update, in TFLOP (projected by a proxy, measured by a full run)",
             ".3g",
             lambda m: m.cost_tflops,
+            deterministic=True,
         ),
     ],
 )

@@ -18,7 +18,7 @@ from recipe_opt._files import write_atomic
 from recipe_opt.evaluate import PRIMARY_METRIC
 from recipe_opt.lineage import DecisionInfo, VersionInfo
 from recipe_opt.registry import values_of
-from recipe_opt.study import GateCheck, Scored, StudyRecord, check_gates, search_price
+from recipe_opt.study import GateCheck, Scored, StudyRecord, TrialRecord, check_gates, search_price
 
 __all__ = [
     "ChecklistItem",
@@ -36,6 +36,18 @@ class ChecklistItem:
     measured: str
     bound: str
     status: str  # pass | FAIL | info | pending
+    # What judged `status`: "full" (the full run `apply` measured: a verdict) or "proxy" (the
+    # selected trial's short run: a forecast until `apply`); "" where nothing measured is judged.
+    basis: str = ""
+
+    @property
+    def forecast(self) -> bool:
+        return self.basis == "proxy" and self.status in ("pass", "FAIL")
+
+    @property
+    def shown_status(self) -> str:
+        """`pass`, or `forecast: pass` for a proxy's judgement."""
+        return f"forecast: {self.status}" if self.forecast else self.status
 
 
 def _status(ok: bool | None) -> str:
@@ -164,7 +176,15 @@ def release_checklist(
         measured += f"; full {format(f.measured, spec)}" if f is not None else "; full: not applied yet"
         judged = f if f is not None else c
         unbounded = c.bound is None and c.gate != "min_gain"
-        items.append(ChecklistItem(_label(c.gate), measured, _bound(c), _status(None if unbounded else judged.passed)))
+        items.append(
+            ChecklistItem(
+                _label(c.gate),
+                measured,
+                _bound(c),
+                _status(None if unbounded else judged.passed),
+                "full" if f is not None else "proxy",
+            )
+        )
     safety = [s for s in trial.forgetting_per_suite if "safety" in s.lower()]
     items.append(
         ChecklistItem(
@@ -261,6 +281,27 @@ def baseline_comparison(decision: DecisionInfo | None) -> tuple[list[str], list[
     return header, rows
 
 
+def _decision_lines(record: StudyRecord, trial: TrialRecord, applied: VersionInfo | None) -> list[str]:
+    """What the pick trades off, its nearest alternatives, how sure the values are, what to watch."""
+    from recipe_opt.report._decision import alternatives, pick_moves, position_text, trade_text
+
+    lines = [f"**Trades off:** {_md(position_text(record, trial))}.", ""]
+    for a in alternatives(record, trial):
+        lines.append(
+            f"- trial {a.trial.number} gives {_md(trade_text(a, trial))}; differs in {_md('; '.join(a.changes))}"
+        )
+    spreads = "; ".join(f"{o} {record.spread(trial, o).text()}" for o in record.objectives if o in trial.values)
+    lines += ["", f"**How sure (proxy):** {_md(spreads)}.", ""]
+    moves = pick_moves(record, applied)
+    if moves is not None:
+        which, rows = moves
+        flagged = [m for m in rows if m.flagged]
+        if flagged:
+            fell = "; ".join(f"{m.task} ({m.suite}) {m.before:.3f} -> {m.after:.3f}" for m in flagged)
+            lines += [f"**Watch:** fell beyond noise in the {which}: {_md(fell)}.", ""]
+    return lines
+
+
 def write_summary(
     study: optuna.Study | StudyRecord,
     out_dir: Path,
@@ -296,6 +337,7 @@ def write_summary(
                 "",
             ]
         lines += [f"**Price:** {_md(price_line(record, decision))}.", ""]
+        lines += _decision_lines(record, trial, applied)
         lines += [
             f"**Why:** {_md(str(selection.get('reason', '')))}",
             "",
@@ -326,13 +368,14 @@ def write_summary(
     lines += [
         "## Release checklist",
         "",
-        "Each check is judged on the full run once `apply` has run, on the proxy (a forecast) until then.",
+        "Each check is judged on the full run once `apply` has run, on the proxy until then: "
+        "`forecast: pass` is a proxy's forecast, not a verdict.",
         "",
         "| check | measured | bound | status |",
         "|---|---|---|---|",
     ]
     for item in release_checklist(record, applied, parent):
-        status = f"**{item.status}**" if item.status == "FAIL" else item.status
+        status = f"**{item.shown_status}**" if item.status == "FAIL" else item.shown_status
         lines.append(f"| {_md(item.check)} | {_md(item.measured)} | {_md(item.bound)} | {status} |")
     comparison = baseline_comparison(decision)
     if comparison is not None:

@@ -19,7 +19,7 @@ import optuna
 from recipe_opt._files import write_atomic
 from recipe_opt.evaluate import PRIMARY_METRIC
 from recipe_opt.lineage import LineageStore, VersionInfo
-from recipe_opt.study import StudyRecord, TrialRecord, search_price
+from recipe_opt.study import StudyRecord, TaskMove, TrialRecord, search_price, task_moves
 
 __all__ = ["family_report_dir", "write_family_report"]
 
@@ -149,6 +149,30 @@ def _fronts_figure(cycles: list[_Cycle]) -> Any:
                     hovertemplate=f"{e(c.study_name)}: "
                     "%{text}<br>gain %{x:+.3f} · forgetting %{y:+.3f}<extra></extra>",
                 )
+            )
+    # Scale the forgetting axis to what a reviewer compares (fronts, picks and their full runs),
+    # not to the worst trial: one trial forgetting 0.8 would squash every feasible point onto 0.
+    shown = [y for trace in fig.data if "all trials" not in str(trace.name) for y in (trace.y or ())]
+    if shown:
+        lo, hi = min(shown), max(shown)
+        pad = max(0.1 * (hi - lo), 0.01)
+        fig.update_yaxes(range=[lo - pad, hi + pad])
+        outside = sum(
+            1
+            for trace in fig.data
+            if "all trials" in str(trace.name)
+            for y in (trace.y or ())
+            if not lo - pad <= y <= hi + pad
+        )
+        if outside:
+            fig.add_annotation(
+                text=f"{outside} trials off this scale (forgetting beyond the fronts): zoom out to see them",
+                xref="paper",
+                yref="paper",
+                x=1,
+                y=1.02,
+                showarrow=False,
+                font={"size": 11, "color": "#555"},
             )
     fig.update_layout(
         title="Every cycle's front: gain vs forgetting (★ selected by the proxy, ◆ the same recipe in full)",
@@ -292,14 +316,120 @@ def _skills_figure(versions: list[VersionInfo]) -> Any:
                 connectgaps=False,
             )
         )
+    flagged = [(v, m) for v, _, m in skill_moves(kept) if m.flagged]
+    if flagged:
+        fig.add_trace(
+            go.Scatter(
+                x=[e(v.name) for v, _ in flagged],
+                y=[scores[v.name].get(m.task, m.after) for v, m in flagged],
+                mode="markers",
+                name="fell beyond noise",
+                marker={"symbol": "x", "size": 14, "color": "#d62728", "line": {"width": 2}},
+                text=[f"{e(m.task)}: {m.before:.3f} → {m.after:.3f}" for _, m in flagged],
+                hovertemplate="%{text}<extra></extra>",
+            )
+        )
     fig.update_layout(
-        title=f"Each task's score per version ({PRIMARY_METRIC}, full fidelity; rejected versions left out)",
+        title=f"Each task's score per version ({PRIMARY_METRIC}, full fidelity; rejected versions left out; "
+        "✕ fell beyond noise)",
         xaxis_title="version (oldest first)",
         yaxis_title=PRIMARY_METRIC,
         template="plotly_white",
         height=440,
     )
     return fig
+
+
+def _decisions_table(versions: list[VersionInfo]) -> str:
+    """Every release decision with its reasons and each gate it checked, in the open (no hover)."""
+    e = html.escape
+    rows = []
+    for v in sorted(versions, key=lambda v: v.created_at):
+        for d in v.decisions:
+            checks = "<br>".join(
+                f'<span style="color:{"#2ca02c" if c.get("passed") else "#d62728"}">'
+                f"{'pass' if c.get('passed') else '<b>FAIL</b>'}</span> {e(str(c.get('gate')))}: "
+                f"{e(str(c.get('note') or c.get('measured')))}"
+                for c in d.checks
+            )
+            rows.append(
+                f"<tr><td><code>{e(v.name)}</code></td><td>{e(d.action)}</td><td>{e(d.cycle or '')}</td>"
+                f"<td>{e(d.previous or '')}</td><td>{e('; '.join(d.reasons))}</td><td>{checks}</td></tr>"
+            )
+    if not rows:
+        return "<p><i>No release decisions recorded yet.</i></p>"
+    return (
+        '<table id="decisions"><tr><th>version</th><th>decision</th><th>cycle</th><th>against</th>'
+        f"<th>reasons</th><th>gates (full fidelity)</th></tr>{''.join(rows)}</table>"
+    )
+
+
+def _version_tasks(v: VersionInfo, cycle: str) -> tuple[dict[str, dict[str, Any]], dict[str, list[str]]]:
+    """A version's every metric per task in one cycle's evaluation, and that cycle's suites."""
+    tasks: dict[str, dict[str, Any]] = {}
+    suites: dict[str, list[str]] = {}
+    for sc in v.evaluations:
+        if sc.cycle == cycle:
+            for task, metrics in sc.tasks.items():
+                tasks.setdefault(task, dict(metrics))
+            suites.setdefault(sc.suite, list(sc.tasks))
+    return tasks, suites
+
+
+def skill_moves(versions: list[VersionInfo]) -> list[tuple[VersionInfo, str, TaskMove]]:
+    """Each version made by `apply` against its parent, task by task, on the cycle that made it
+    (both scored on the same items then): (version, its parent, the move)."""
+    by_name = {v.name: v for v in versions}
+    out = []
+    for v in sorted(versions, key=lambda v: v.created_at):
+        d = v.decision
+        parent = by_name.get(v.parent or "")
+        if d is None or d.cycle is None or parent is None:
+            continue
+        after, suites = _version_tasks(v, d.cycle)
+        before, _ = _version_tasks(parent, d.cycle)
+        out += [(v, parent.name, m) for m in task_moves(before, after, suites)]
+    return out
+
+
+def _flag_line(versions: list[VersionInfo]) -> str:
+    """The page's first word on skills: which updates lost a task beyond noise."""
+    e = html.escape
+    flagged = [(v, p, m) for v, p, m in skill_moves(versions) if m.flagged]
+    if not flagged:
+        return '<p id="flag-line">No task fell beyond noise in any update.</p>'
+    items = "; ".join(f"{e(m.task)} {m.before:.3f} → {m.after:.3f} in {e(v.name)}" for v, _, m in flagged)
+    return (
+        f'<p id="flag-line" style="color:#b71c1c"><b>Regressed skills:</b> {items} '
+        '(<a href="#skill-flags">details</a>).</p>'
+    )
+
+
+def _skill_flags(versions: list[VersionInfo]) -> str:
+    e = html.escape
+    moves = skill_moves(versions)
+    flagged = [(v, p, m) for v, p, m in moves if m.flagged]
+    if not moves:
+        return "<p><i>No version made by <code>apply</code> has task scores to compare with its parent yet.</i></p>"
+    if not flagged:
+        return (
+            f'<p id="skill-flags">No task fell beyond noise in any update ({len(moves)} task scores compared, '
+            "each version against its parent on the cycle that made it).</p>"
+        )
+    rows = "".join(
+        f'<tr class="flagged"><td><code>{e(p)}</code> → <code>{e(v.name)}</code> ({e(v.status)})</td>'
+        f"<td>{e(m.task)}</td><td>{e(m.suite)}</td><td>{m.before:.3f}</td><td>{m.after:.3f}</td>"
+        f"<td>{m.change:+.3f}</td><td>{'' if m.se is None else format(m.se, '.3f')}</td><td>{m.items or ''}</td></tr>"
+        for v, p, m in flagged
+    )
+    return (
+        f'<p style="color:#b71c1c"><b>{len(flagged)} '
+        f"{'task' if len(flagged) == 1 else 'tasks'} fell beyond noise</b> in an update (more than one standard "
+        "error of the change, from the item count, and at least two items), each against the parent "
+        "on the cycle that made the version; the suite it belongs to may still have improved:</p>"
+        '<table id="skill-flags"><tr><th>update</th><th>task</th><th>suite</th><th>before</th><th>after</th>'
+        f"<th>change</th><th>standard error</th><th>items</th></tr>{rows}</table>"
+    )
 
 
 def _cycles_table(cycles: list[_Cycle]) -> str:
@@ -400,13 +530,19 @@ def write_family_report(store: LineageStore, storage_url: str, family: str, out_
         else:
             sections.append("<p><i>No cycle of this family has a study in this storage yet.</i></p>")
         sections.append('<h2 id="skills-section">Skills across versions</h2>')
+        sections.append(_skill_flags(versions))
         skills = _skills_figure(versions)
         sections.append(
             div(skills, "skills")
             if skills is not None
             else "<p><i>Skills across versions: needs two versions with full-fidelity scores.</i></p>"
         )
-        sections += ["<h2>Update cycles</h2>", _cycles_table(cycles)]
+        sections += [
+            '<h2 id="decisions-section">Release decisions</h2>',
+            _decisions_table(versions),
+            "<h2>Update cycles</h2>",
+            _cycles_table(cycles),
+        ]
     finally:
         storage.engine.dispose()
     doc = f"""<!DOCTYPE html>
@@ -416,6 +552,7 @@ def write_family_report(store: LineageStore, storage_url: str, family: str, out_
 <h1>Model family <code>{e(family)}</code></h1>
 <p>{len(versions)} versions, {len(cycles)} update cycles. Current version:
 <code>{e(current.name) if current else "none"}</code>.</p>
+{_flag_line(versions)}
 {"".join(sections)}
 </body></html>
 """

@@ -9,6 +9,7 @@ Optuna's own plotting functions are used where they exist; prior observations fr
 from __future__ import annotations
 
 import html
+import statistics
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -157,28 +158,99 @@ def _hypervolume(points: Any, reference: Any) -> float:
     return float(compute_hypervolume(inside, reference)) if len(inside) else 0.0
 
 
-def importances(record: StudyRecord) -> list[tuple[str, Any]]:
-    """Importance of each parameter per objective, by Optuna's default evaluator (PED-ANOVA in
-    Optuna 5: which parameter values the best trials share)."""
+# Importance refits: each on a random 80% of the trials (seeded, so a report is reproducible).
+REFITS = 8
+REFIT_SHARE = 0.8
+
+
+def importances(record: StudyRecord) -> tuple[list[tuple[str, Any]], list[str]]:
+    """Importance of each parameter per measured objective, by Optuna's default evaluator
+    (PED-ANOVA in Optuna 5: which parameter values the best trials share), with its spread over
+    refits on subsets of the trials; and a note per objective left out.
+
+    With a few dozen trials one fit ranks parameters by chance as much as by effect: the bar is
+    the fit on every trial, the error bar the sd over `REFITS` refits on a random 80%, and a
+    parameter whose bar does not clear twice its spread is drawn grey ("within refit noise").
+    A deterministic objective (cost: a FLOP count from the recipe) is left out: its
+    "importance" would only say which parameters happened to vary together in this study.
+    """
+    import random
+
+    import plotly.graph_objects as go
+
     view = _view(record)
     if len(view.trials) < 4:
-        return []
-    out = []
+        return [], []
+    out, notes = [], []
     for name in record.objectives:
+        spec = OBJECTIVES[name]
+        if spec.deterministic:
+            notes.append(
+                f"*{name}* is not shown: it is counted from the recipe (FLOPs of its tokens through the "
+                "model and the adapter), with no noise, so an importance fitted on "
+                f"{len(view.trials)} trials would only say which parameters happened to vary together. "
+                "The slices below show it against steps and LoRA rank."
+            )
+            continue
+        target = _target(record, name, minimised=True)
         try:
-            with warnings.catch_warnings():
-                # The evaluator warns that it ranks for low target values: the target is oriented so.
-                warnings.filterwarnings("ignore", message=".*computes the importances of params to achieve low.*")
-                fig = optuna.visualization.plot_param_importances(
-                    view,
-                    target=_target(record, name, minimised=True),
-                    target_name=OBJECTIVES[name].label,
-                )
+            whole = _importance(view.trials, record, target)
         except (ValueError, RuntimeError):  # e.g. every parameter fixed
             continue
-        fig.update_layout(title=f"Parameter importance for {name}", height=380, template="plotly_white")
+        rng = random.Random(0)
+        refits: dict[str, list[float]] = {p: [] for p in whole}
+        size = max(4, round(REFIT_SHARE * len(view.trials)))
+        for _ in range(REFITS):
+            try:
+                got = _importance(rng.sample(view.trials, size), record, target)
+            except (ValueError, RuntimeError):
+                continue
+            for p in refits:
+                refits[p].append(got.get(p, 0.0))
+        params = sorted(whole, key=lambda p: whole[p])
+        sd = {p: statistics.pstdev(v) if len(v) > 1 else 0.0 for p, v in refits.items()}
+        clear = [whole[p] > 2 * sd[p] for p in params]
+        fig = go.Figure(
+            go.Bar(
+                x=[whole[p] for p in params],
+                y=params,
+                orientation="h",
+                error_x={"type": "data", "array": [sd[p] for p in params], "visible": True},
+                marker={"color": ["#1f77b4" if c else "#c7c7c7" for c in clear]},
+                text=["" if c else "within refit noise" for c in clear],
+                textposition="outside",
+                hovertemplate="%{y}: %{x:.2f}<extra></extra>",
+            )
+        )
+        fig.update_layout(
+            title=f"Parameter importance for {name} (error bars: sd over {REFITS} refits on "
+            f"{REFIT_SHARE:.0%} of the trials; grey: within it)",
+            xaxis_title=f"importance for {spec.label}",
+            height=60 + 28 * len(params) + 100,
+            template="plotly_white",
+            margin={"l": 160},
+        )
         out.append((name, fig))
-    return out
+    return out, notes
+
+
+def _importance(
+    trials: list[optuna.trial.FrozenTrial], record: StudyRecord, target: Callable[[optuna.trial.FrozenTrial], float]
+) -> dict[str, float]:
+    study = record.study
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        view = optuna.create_study(directions=study.directions)
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+    view.add_trials(trials)
+    with warnings.catch_warnings():
+        # The evaluator warns that it ranks for low target values: the target is oriented so.
+        warnings.filterwarnings("ignore", message=".*computes the importances of params to achieve low.*")
+        # Tied values (a gate's floor, say) make PED-ANOVA's quantiles coincide: equal importances.
+        warnings.filterwarnings("ignore", message=".*Target and region quantiles select the same set.*")
+        return dict(optuna.importance.get_param_importances(view, target=target))
 
 
 def slices(record: StudyRecord) -> list[tuple[str, Any]]:

@@ -17,12 +17,15 @@ from recipe_opt._files import write_atomic
 from recipe_opt.lineage import VersionInfo
 from recipe_opt.recipe import Recipe
 from recipe_opt.report._checklist import (
+    ChecklistItem,
     baseline_comparison,
     price_line,
     release_checklist,
     release_suite_scores,
     write_summary,
 )
+from recipe_opt.report._decision import decision_html, pick_moves
+from recipe_opt.report._text import inline
 from recipe_opt.study import StudyRecord
 
 __all__ = ["recipe_hover", "write_report"]
@@ -53,6 +56,12 @@ def _pareto_figure(record: StudyRecord, selected: int | None) -> Any:
     front = {t.number for t in record.front}
     rows = [(t.number, t.values, t.recipe) for t in complete if t.recipe is not None]
     feasible = {t.number for t in complete if record.feasible(t)}
+    # Which gates each infeasible trial missed, first in its hover label.
+    missed = {
+        t.number: "<b>fails:</b> " + html.escape("; ".join(c.note for c in record.checks(t) if not c.passed)) + "<br>"
+        for t in complete
+        if t.number not in feasible
+    }
     fig = go.Figure()
     if not rows:
         fig.add_annotation(text="no complete trials yet", showarrow=False, font={"size": 18})
@@ -92,7 +101,7 @@ def _pareto_figure(record: StudyRecord, selected: int | None) -> Any:
                 },
                 text=[
                     f"<b>trial {n}</b><br>gain {v['gain']:+.3f} · forgetting {v['forgetting']:+.3f} · "
-                    f"cost {v.get('cost', float('nan')):.3g} TFLOP<br>{recipe_hover(r)}"
+                    f"cost {v.get('cost', float('nan')):.3g} TFLOP<br>{missed.get(n, '')}{recipe_hover(r)}"
                     for n, v, r in pts
                 ],
                 hovertemplate="%{text}<extra></extra>",
@@ -125,6 +134,14 @@ def _pareto_figure(record: StudyRecord, selected: int | None) -> Any:
             annotation_text=f"gate: max forgetting {budget:g}",
             annotation_position="top left",
         )
+    # The gain gate: `min_gain`, or a positive gain where it is unset.
+    least = record.gates.min_gain
+    fig.add_vline(
+        x=0.0 if least is None else least,
+        line={"dash": "dash", "color": "#d62728", "width": 1},
+        annotation_text="gate: gain > 0" if least is None else f"gate: min gain {least:g}",
+        annotation_position="bottom right",
+    )
     fig.update_layout(
         title="Pareto front: new-task gain vs forgetting (colour: projected cost of the full update)",
         xaxis_title="new-task gain (exact match, after - before) →  better",
@@ -144,7 +161,7 @@ def _table(record: StudyRecord) -> str:
     e = html.escape
     head = (
         "<tr><th>trial</th><th>state</th><th>gain</th><th>forgetting</th><th>cost (TFLOP)</th>"
-        "<th>train s</th><th>recipe</th><th>note</th></tr>"
+        "<th>gates</th><th>targets</th><th>train s</th><th>recipe</th><th>note</th></tr>"
     )
     rows = []
     for t in record.trials:
@@ -161,12 +178,19 @@ def _table(record: StudyRecord) -> str:
         note = "; ".join(str(n) for n in parts if n)
         summary = t.summary
         state = "QUEUED" if t.state == "WAITING" else t.state
+        if t.complete:
+            failed = [c for c in record.checks(t) if not c.passed]
+            gates = "pass" if not failed else "fails " + "; ".join(c.note for c in failed)
+        else:
+            gates = ""
         cells = [
             str(t.number),
             e(state + (" (prior)" if t.prior else "")),
             _fmt(v.get("gain"), "+.3f"),
             _fmt(v.get("forgetting"), "+.3f"),
             _fmt(v.get("cost"), ".3g"),
+            e(gates),
+            e(", ".join(t.recipe.adapter.target_modules) if t.recipe is not None else ""),
             _fmt(train.get("train_seconds"), ".1f"),
             f"<code>{e(str(summary or ''))}</code>",
             e(note),
@@ -208,6 +232,10 @@ table { border-collapse: collapse; font-size: 13px; margin: 1em 0; }
 td, th { border: 1px solid #ddd; padding: 3px 8px; text-align: left; }
 th { background: #f4f4f4; }
 code { font-size: 12px; }
+p.meta { color: #555; margin: 0.2em 0; }
+#decision p { margin: 0.4em 0; }
+tr.flagged td { background: #fdecea; }
+details > summary { cursor: pointer; font-size: 1.1em; margin: 1em 0; }
 """
 
 
@@ -220,62 +248,100 @@ def write_plotly_js(out: Path) -> None:
         write_atomic(target, js)
 
 
-def _figure_sections(
-    record: StudyRecord, selected: int | None, applied: VersionInfo | None, parent: VersionInfo | None
-) -> str:
-    """Every further view, as HTML sections; plotly.js is loaded once, by the Pareto plot."""
+def _div(fig: Any, div_id: str) -> str:
     import plotly.io as pio
 
+    return str(pio.to_html(fig, include_plotlyjs=False, full_html=False, div_id=div_id))
+
+
+def _missing(what: str) -> str:
+    return f"<p><i>{html.escape(what)}: not enough complete trials yet.</i></p>"
+
+
+def _diagnostics(record: StudyRecord, selected: int | None) -> str:
+    """The search's own views, for digging rather than deciding (folded at the page's end)."""
     from recipe_opt.report import _figures as f
 
-    def div(fig: Any, div_id: str) -> str:
-        return str(pio.to_html(fig, include_plotlyjs=False, full_html=False, div_id=div_id))
-
-    def missing(what: str) -> str:
-        return f"<p><i>{html.escape(what)}: not enough complete trials yet.</i></p>"
-
-    decision = applied.decision if applied else None
-    full_after = ((decision.metrics.get("full") or {}).get("suites_after") if decision else None) or None
-    parts = ["<h2>Per-suite retention</h2>"]
-    at_release = release_suite_scores(parent, record.suite_tasks()) if parent is not None else {}
-    bars = f.retention_bars(
-        record, selected, full_after, previous=(parent.name, at_release) if parent is not None and at_release else None
-    )
-    parts.append(div(bars, "retention") if bars is not None else missing("per-suite retention"))
-    parts.append("<h2>Search progress</h2>")
+    parts = ["<h3>Search progress</h3>"]
     hist = f.history(record)
-    parts.append(div(hist, "history") if hist is not None else missing("hypervolume history"))
-    parts.append("<h2>All objectives in 3-D</h2>")
+    parts.append(_div(hist, "history") if hist is not None else _missing("hypervolume history"))
+    parts.append("<h3>All objectives in 3-D</h3>")
     cube = f.front_3d(record, selected)
-    parts.append(div(cube, "front-3d") if cube is not None else missing("3-D view"))
-    parts.append("<h2>Which parameters matter</h2>")
-    imps = f.importances(record)
-    parts.extend(div(fig, f"importance-{name}") for name, fig in imps)
-    if not imps:
-        parts.append(missing("parameter importance (needs 4)"))
+    parts.append(_div(cube, "front-3d") if cube is not None else _missing("3-D view"))
+    parts.append('<h3 id="importance">Which parameters matter</h3>')
+    imps, notes = f.importances(record)
+    parts.extend(f"<p>{inline(n)}</p>" for n in notes)
+    parts.extend(_div(fig, f"importance-{name}") for name, fig in imps)
+    if not imps and not notes:
+        parts.append(_missing("parameter importance (needs 4)"))
     cuts = f.slices(record)
     if cuts:
         parts.append(
             "<p>Slices: one dot per trial of this cycle; grey dots fail a gate, the others are shaded by trial "
             "number (Optuna's colouring).</p>"
         )
-    parts.extend(div(fig, f"slice-{key}") for key, fig in cuts)
-    parts.append("<h2>All trials, parameter by parameter</h2>")
+    parts.extend(_div(fig, f"slice-{key}") for key, fig in cuts)
+    parts.append("<h3>All trials, parameter by parameter</h3>")
     par = f.parallel_coordinates(record)
-    parts.append(div(par, "parallel") if par is not None else missing("parallel coordinates"))
+    parts.append(_div(par, "parallel") if par is not None else _missing("parallel coordinates"))
+    return "\n".join(parts)
+
+
+def _risks(record: StudyRecord, selected: int | None, applied: VersionInfo | None, parent: VersionInfo | None) -> str:
+    """What could go wrong: each task of the pick against the base (flagged where it fell beyond
+    noise) and the per-suite scores."""
+    from recipe_opt.report import _figures as f
+
+    e = html.escape
+    parts = ['<h2 id="risks">What could go wrong</h2>']
+    moves = pick_moves(record, applied)
+    if moves is not None:
+        which, rows = moves
+        body = "".join(
+            f'<tr class="{"flagged" if m.flagged else ""}"><td>{e(m.task)}</td><td>{e(m.suite)}</td>'
+            f"<td>{m.before:.3f}</td><td>{m.after:.3f}</td><td>{m.change:+.3f}</td>"
+            f"<td>{'' if m.se is None else format(m.se, '.3f')}</td><td>{m.items or ''}</td>"
+            f"<td>{'<b>fell beyond noise</b>' if m.flagged else ''}</td></tr>"
+            for m in rows
+        )
+        parts.append(
+            f"<p>Each task of the pick's {e(which)} against the base, this cycle's evaluation (every "
+            "score here is better higher). A task is flagged when it fell by more than one standard error "
+            "of the change (binomial, from its item count) and by at least two items: a reason to look, "
+            "not a gate.</p>"
+            '<table id="task-moves"><tr><th>task</th><th>suite</th><th>base</th><th>after</th><th>change</th>'
+            f"<th>standard error</th><th>items</th><th>flag</th></tr>{body}</table>"
+        )
+    decision = applied.decision if applied else None
+    full_after = ((decision.metrics.get("full") or {}).get("suites_after") if decision else None) or None
+    at_release = release_suite_scores(parent, record.suite_tasks()) if parent is not None else {}
+    bars = f.retention_bars(
+        record, selected, full_after, previous=(parent.name, at_release) if parent is not None and at_release else None
+    )
+    parts.append(_div(bars, "retention") if bars is not None else _missing("per-suite retention"))
     return "\n".join(parts)
 
 
 def _checklist_html(record: StudyRecord, applied: VersionInfo | None, parent: VersionInfo | None) -> str:
     e = html.escape
     colour = {"pass": "#2ca02c", "FAIL": "#d62728", "pending": "#ff7f0e", "info": "#555"}
+
+    def status(i: ChecklistItem) -> str:
+        if i.forecast:  # a proxy's judgement: outlined and in words, never a solid verdict
+            return (
+                f'<td class="forecast" style="color:{colour.get(i.status, "#555")}; border: 2px dashed '
+                f'{colour.get(i.status, "#555")}">{e(i.shown_status)}</td>'
+            )
+        return f'<td class="verdict" style="color:{colour.get(i.status, "#555")}"><b>{e(i.status)}</b></td>'
+
     rows = "".join(
-        f"<tr><td>{e(i.check)}</td><td>{e(i.measured)}</td><td>{e(i.bound)}</td>"
-        f'<td style="color:{colour.get(i.status, "#555")}"><b>{e(i.status)}</b></td></tr>'
+        f"<tr><td>{inline(i.check)}</td><td>{inline(i.measured)}</td><td>{inline(i.bound)}</td>{status(i)}</tr>"
         for i in release_checklist(record, applied, parent)
     )
     html_out = (
         '<h2 id="release-checklist">Release checklist</h2>'
+        "<p>A bold status is a verdict on the full run (<code>apply</code>); <i>forecast:</i> marks a "
+        "judgement of the proxy run only.</p>"
         "<table><tr><th>check</th><th>measured</th><th>bound</th><th>status</th></tr>"
         f"{rows}</table>"
     )
@@ -309,11 +375,28 @@ def _no_pick_html(record: StudyRecord) -> str:
     )
 
 
+# Plots drawn while their <details> was closed have no width: redraw them when it opens.
+_RESIZE_JS = """
+<script>
+document.querySelectorAll("details").forEach(function (d) {
+  d.addEventListener("toggle", function () {
+    if (d.open && window.Plotly) {
+      d.querySelectorAll(".plotly-graph-div").forEach(function (g) { Plotly.Plots.resize(g); });
+    }
+  });
+});
+</script>
+"""
+
+
 def write_report(study: optuna.Study, out_dir: str | Path, *, storage_url: str | None = None) -> Path:
     """Write `out_dir/index.html` (+ plotly.min.js) and `summary.md` for `study`; returns the HTML path.
 
-    With `storage_url` (the study's database), the release checklist also shows what `apply`
-    measured and decided for this cycle, from the lineage store.
+    Ordered for the decision: the verdict and the pick (in words, with what it trades off, its
+    nearest alternatives and how sure the numbers are), the release checklist, the front, what
+    could go wrong; the search's diagnostics and every trial follow, folded. With `storage_url`
+    (the study's database), the checklist also shows what `apply` measured and decided for this
+    cycle, from the lineage store.
     """
     import plotly.io as pio
 
@@ -337,21 +420,19 @@ def write_report(study: optuna.Study, out_dir: str | Path, *, storage_url: str |
     # file (only `write_html` does), so it is written here, once per report directory.
     plot = pio.to_html(fig, include_plotlyjs="directory", full_html=False, div_id="pareto-front")
     write_plotly_js(out)
-    figures = _figure_sections(record, selected, applied, parent)
+    decision = applied.decision if applied is not None else None
+    price = price_line(record, decision) if record.trials else "nothing spent yet"
+    top = decision_html(record, applied, price) if record.trials else ""
+    why = ""
+    if selection and selected is not None:
+        why = (
+            f'<p id="why"><b>Rule:</b> {inline(str(selection.get("rule", "")))}. '
+            f"<b>Why:</b> {inline(str(selection.get('reason', '')))}. "
+            f"Recipe file: <code>{e(str(selection.get('recipe_file', '')))}</code>.</p>"
+        )
+    no_pick = _no_pick_html(record) if selected is None else ""
     base = dict(record.base.suites) if record.base is not None else {}
     base_rows = "".join(f"<tr><td>{e(k)}</td><td>{v:.3f}</td></tr>" for k, v in base.items())
-    sel_html = _no_pick_html(record) if selected is None else ""
-    if selection and selected is not None:
-        sel_html = (
-            f"<h2>Selected recipe: trial {int(selected)}</h2>"
-            f"<p><b>Rule:</b> {e(selection.get('rule', ''))}</p>"
-            f"<p><b>Why:</b> {e(selection.get('reason', ''))}</p>"
-            f"<p>Recipe file: <code>{e(selection.get('recipe_file', ''))}</code> "
-            f"(hash <code>{e(str(selection.get('recipe_hash', ''))[:12])}</code>)</p>"
-        )
-    if record.trials:
-        decision = applied.decision if applied is not None else None
-        sel_html += f'<p id="price"><b>Price:</b> {e(price_line(record, decision))}.</p>'
 
     counts: dict[str, int] = {}
     for t in record.trials:
@@ -359,22 +440,35 @@ def write_report(study: optuna.Study, out_dir: str | Path, *, storage_url: str |
         counts[state] = counts.get(state, 0) + 1
     # "waiting" trials are recipes enqueued (warm start, initial design) that the budget did not reach.
     trial_line = ", ".join(f"{n} {'queued' if k == 'waiting' else k}" for k, n in sorted(counts.items()))
+    gates_drawn = (
+        "Dashed red lines: the max-forgetting gate (aggregate) and the gain gate. Crosses fail a gate "
+        "(hover or the trial table names which); per-suite and per-task gates are not axes of this plot."
+    )
     doc = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <title>recipe-opt report: {e(record.name)}</title>
 <style>{PAGE_STYLE}</style></head><body>
 <h1>recipe-opt study <code>{e(record.name)}</code></h1>
-<p>Trials: {e(trial_line or "none yet")}. Objectives: {e(", ".join(record.objectives))}.</p>
-{sel_html}
+<p class="meta">Trials: {e(trial_line or "none yet")}. Objectives: {e(", ".join(record.objectives))}.</p>
+{top}
+{no_pick}
 {_checklist_html(record, applied, parent)}
+{why}
+<h2 id="front">Pareto front</h2>
+<p>{e(gates_drawn)}</p>
 {plot}
-{figures}
-<h2>Base model scores (before the update)</h2>
+{_risks(record, selected, applied, parent)}
+<details id="diagnostics"><summary><b>Diagnostics</b>: search progress, 3-D view, parameter importance,
+slices, parallel coordinates, base scores, every trial</summary>
+{_diagnostics(record, selected)}
+<h3>Base model scores (before the update)</h3>
 <table><tr><th>suite</th><th>score</th></tr>{base_rows}</table>
-<h2>All trials</h2>
+<h3>All trials</h3>
 <p>Click a column header to sort.</p>
 {_table(record)}
+</details>
 {_SORT_JS}
+{_RESIZE_JS}
 </body></html>
 """
     path = write_atomic(out / "index.html", doc)

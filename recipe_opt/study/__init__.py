@@ -20,6 +20,7 @@ Which module owns what:
 | `_select` | selection under a policy, with re-runs, and its records |
 | `_apply` | the full-fidelity run, release decision and new lineage version |
 | `_train` | any recipe at full fidelity, judged by the gates: `train`, `apply`'s baselines, the oracle |
+| `_noise` | how sure a value is (eval sampling, re-runs, declared seed noise); task moves beyond noise |
 | `_price` | the search's price in full updates of its pick |
 | `_fidelity` | proxy-vs-full rank correlation |
 | `_projection` | one trial's projected cost and time (a measured proxy step); refusing a trial that cannot fit |
@@ -44,6 +45,7 @@ from recipe_opt.study._base import data_manifest, file_sha256, resolve_base_mode
 from recipe_opt.study._fidelity import FidelityReport, fidelity_report, spearman
 from recipe_opt.study._gates import GateCheck, Scored, check_gates, constraints, failed_reason, gate_values
 from recipe_opt.study._inputs import load_inputs
+from recipe_opt.study._noise import Spread, TaskMove, task_moves, value_spread, within_noise
 from recipe_opt.study._objective import Measurement, Objective
 from recipe_opt.study._prescreen import AdapterMixer, Candidate, PrescreenResult, Probe, run_prescreen
 from recipe_opt.study._price import SearchPrice, search_price
@@ -99,8 +101,10 @@ __all__ = [
     "SelectedRecipe",
     "Setup",
     "SilentReporter",
+    "Spread",
     "StudyRecord",
     "StudyRunner",
+    "TaskMove",
     "TrainedRecipe",
     "TrialLoop",
     "TrialRecord",
@@ -140,6 +144,9 @@ __all__ = [
     "select_and_record",
     "select_recipe",
     "spearman",
+    "task_moves",
     "validate_file",
+    "value_spread",
     "weights_fingerprint",
+    "within_noise",
 ]

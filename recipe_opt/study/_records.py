@@ -42,6 +42,7 @@ from recipe_opt.study._attrs import (
     PRIOR,
 )
 from recipe_opt.study._gates import GateCheck, Scored, check_gates
+from recipe_opt.study._noise import Spread, TaskMove, task_moves, value_spread
 
 __all__ = ["Failure", "StudyRecord", "TrialRecord", "dominates", "failure_reason"]
 
@@ -309,6 +310,35 @@ class StudyRecord:
                 misses.append((t, failed))
         misses.sort(key=lambda m: (len(m[1]), sum(c.constraint or 0.0 for c in m[1]), m[0].number))
         return misses[:k]
+
+    # ---- uncertainty -------------------------------------------------------------------------
+    def seed_sd(self, t: TrialRecord, objective: str) -> tuple[float | None, str | None]:
+        """The seed-to-seed sd of `t`'s `objective`: from the selection's re-runs of `t` when it
+        was re-run, else as declared in the config's `noise:` (None where neither says)."""
+        for row in ((self.selection or {}).get("reruns") or {}).get("candidates") or []:
+            if row.get("trial") == t.number and objective in (row.get("std") or {}):
+                return float(row["std"][objective]), f"measured over {row.get('runs', '?')} seeds (re-runs)"
+        noise = self.config.get("noise") or {}
+        if noise.get(objective) is not None:
+            return float(noise[objective]), f"declared: {noise.get('source') or 'study config'}"
+        return None, None
+
+    def spread(
+        self, t: TrialRecord, objective: str, tasks_after: Mapping[str, Mapping[str, Any]] | None = None
+    ) -> Spread:
+        """How sure `t`'s `objective` is (`tasks_after`: another run of its recipe, e.g. the full run)."""
+        evaluation = self.config.get("evaluation") or {}
+        weights = {str(s["name"]): float(s.get("weight", 1.0)) for s in evaluation.get("retention") or []}
+        retention = {name: (tasks, weights.get(name, 1.0)) for name, tasks in self.retention.items()}
+        seed, source = self.seed_sd(t, objective)
+        after = t.metrics.get("tasks_after") or {} if tasks_after is None else tasks_after
+        return value_spread(
+            objective, after, new_tasks=self.new_tasks, retention=retention, seed_sd=seed, seed_source=source
+        )
+
+    def task_moves(self, tasks_after: Mapping[str, Mapping[str, Any]]) -> list[TaskMove]:
+        """Every task of this study's suites, base (this cycle's evaluation) against `tasks_after`."""
+        return task_moves(self.base.tasks if self.base is not None else {}, tasks_after, self.suite_tasks())
 
     @property
     def selected(self) -> TrialRecord | None:
