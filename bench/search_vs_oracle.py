@@ -21,7 +21,8 @@ of the cost):
 * `botorch`: the default with BoTorch's qLogNEHVI (optuna-integration) after the informed design;
 * `prescreen`: the default with the adapter-interpolation prescreen (`prescreen.enabled`);
 * `cycle2:checked`: the cycle-2 warm start with its parent's trials as priors and a measured check
-  (`warm_start.control: 2`), which falls back to the cold design if the warm recipes lose.
+  (`warm_start.control: 2`), which falls back to the cold design if the warm recipes lose (the
+  default since it won; `cycle2:plain` is the warm start before: no priors, no control).
 * `mixed`, `budget-0.25x-mixed`, `cycle2:mixed`: the default, the 0.25x budget and cycle 2 cold
   with `sampler.initial_design: mixed` (the informed design's axes, every categorical choice
   spread over its points).
@@ -84,6 +85,13 @@ ARMS: dict[str, tuple[int, dict[str, Any] | None, bool, dict[str, Any]]] = {
     ),
     "cycle2:mixed": (2, {"name": "gp", "n_startup_trials": 8, "initial_design": "mixed"}, False, {}),  # cold
     "cycle2:default": (2, None, True, {}),  # studies/demo-cycle-2.yaml as it is: warm start `auto`
+    # The warm start before the check became the default: recipes enqueued, no priors, no control.
+    "cycle2:plain": (
+        2,
+        None,
+        True,
+        {"warm_start": {"studies": ["auto"], "max_recipes": 8, "control": 0, "priors": False}},
+    ),
     "cycle2:cold": (2, None, False, {}),  # the same with `--warm-start none`
     # Lever 5: the warm start with its parent's trials as priors and a measured check (two
     # informed-design recipes as a control; the cold design and no priors if the warm ones lose).

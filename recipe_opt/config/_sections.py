@@ -356,13 +356,16 @@ class WarmStartConfig(_Model):
         description="`[auto]` (the cycle that produced the base version), study names, or empty (cold start).",
     )
     max_recipes: int = Field(default=8, ge=1, le=64, description="Recipes enqueued: the selected one, then Pareto.")
-    priors: bool = Field(default=False, description="Also add their complete trials as prior observations.")
+    # The defaults (priors on, a 2-recipe control) won bench/search_vs_oracle.py's cycle 2 over
+    # the plain warm start (priors off, no control): pick 0.82 against 0.69 of the best in-gate
+    # recipe, as good or better in each of 5 seeds, at the same price; README "Warm start".
+    priors: bool = Field(default=True, description="Also add their complete trials as prior observations.")
     control: int = Field(
-        default=0,
+        default=2,
         ge=0,
         le=8,
-        description="Informed-design recipes run beside the warm start as a control; if the warm recipes' best "
-        "in-gate gain is below theirs, the rest of the informed design is queued and priors are hidden (0: no check).",
+        description="Initial-design recipes run beside the warm start as a control; if the warm recipes' best "
+        "in-gate gain is below theirs, the rest of the design is queued and priors are hidden (0: no check).",
     )
 
     @field_validator("studies")
