@@ -32,9 +32,10 @@ __all__ = [
 KEY_SLICES = (("replay_ratio", "forgetting"), ("lora_rank", "cost"), ("peak_lr", "gain"), ("steps", "cost"))
 
 
-def _view(record: StudyRecord) -> optuna.Study:
-    """An in-memory copy of the study without prior observations, for Optuna's plot functions."""
-    own = [t.trial for t in record.complete]
+def _view(record: StudyRecord, trials: list[optuna.trial.FrozenTrial] | None = None) -> optuna.Study:
+    """An in-memory copy of the study without prior observations (or of `trials` only), for
+    Optuna's plot and importance functions."""
+    own = [t.trial for t in record.complete] if trials is None else trials
     study = record.study
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "new study created in memory" line
@@ -237,14 +238,7 @@ def importances(record: StudyRecord) -> tuple[list[tuple[str, Any]], list[str]]:
 def _importance(
     trials: list[optuna.trial.FrozenTrial], record: StudyRecord, target: Callable[[optuna.trial.FrozenTrial], float]
 ) -> dict[str, float]:
-    study = record.study
-    verbosity = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    try:
-        view = optuna.create_study(directions=study.directions)
-    finally:
-        optuna.logging.set_verbosity(verbosity)
-    view.add_trials(trials)
+    view = _view(record, trials)
     with warnings.catch_warnings():
         # The evaluator warns that it ranks for low target values: the target is oriented so.
         warnings.filterwarnings("ignore", message=".*computes the importances of params to achieve low.*")
