@@ -77,6 +77,8 @@ _DELETE = object()
         ({"trials.budget": "25%"}, "trials.budget", "share of one full update (`0.25x`)"),
         ({"trials.budget": "0x"}, "trials.budget", "budget > 0"),
         ({"multi_fidelity": {"rungs": [0.5, 0.25]}}, "multi_fidelity.rungs", "increasing"),
+        ({"noise": {"gain": -0.03}}, "noise.gain", "greater than or equal to 0"),
+        ({"noise": {"spread": 0.03}}, "noise.spread", "unknown key"),
         ({"multi_fidelity": {"screen_fraction": 0.3, "rungs": [0.25]}}, "multi_fidelity", "screen_fraction < rungs[0]"),
     ],
 )
