@@ -85,6 +85,13 @@ ARMS: dict[str, tuple[int, dict[str, Any] | None, bool, dict[str, Any]]] = {
     ),
     "cycle2:mixed": (2, {"name": "gp", "n_startup_trials": 8, "initial_design": "mixed"}, False, {}),  # cold
     "cycle2:default": (2, None, True, {}),  # studies/demo-cycle-2.yaml as it is: warm start `auto`
+    # The default warm start with fewer of the parent's recipes (the cold design gets the slots back).
+    "cycle2:warm4": (
+        2,
+        None,
+        True,
+        {"warm_start": {"studies": ["auto"], "max_recipes": 4, "control": 2, "priors": True}},
+    ),
     # The warm start before the check became the default: recipes enqueued, no priors, no control.
     "cycle2:plain": (
         2,
@@ -275,6 +282,7 @@ def main() -> None:
         "--family-db", type=Path, default=REPO / "studies" / "demo.db", help="cycle 2: the demo's study database"
     )
     ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--first-seed", type=int, default=0, help="start at this seed (split seeds over processes)")
     ap.add_argument("--arms", default=",".join(ARMS))
     ap.add_argument("--trials", type=int, default=max(CHECKPOINTS))
     ap.add_argument("--space", type=Path, default=None)
@@ -316,7 +324,7 @@ def main() -> None:
     for arm in arms:
         cycle, sampler, warm, overrides = ARMS[arm]
         cy = cycles[cycle]
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.seeds):
             name = f"{arm}-s{seed}"
             if name in done_runs:
                 continue

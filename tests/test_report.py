@@ -264,6 +264,8 @@ def test_eval_sampling_error_and_task_flags() -> None:
     assert moves["diff"].flagged and moves["diff"].se == pytest.approx((0.227 * 0.773 / 22 + 0.091 * 0.909 / 22) ** 0.5)
     assert not moves["one"].flagged  # one item of 40: beyond its tiny binomial error, below two items
     assert not moves["up"].flagged  # moved with its direction
+    (unknown,) = task_moves({"t": {"acc": 0.9}}, {"t": {"acc": 0.1}}, {"s": ["t"]})
+    assert unknown.se is None and not unknown.flagged  # no item count: noise unknown, not judged
 
 
 def test_within_noise_uses_declared_noise_and_reruns() -> None:

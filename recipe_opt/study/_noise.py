@@ -161,11 +161,10 @@ class TaskMove:
         price of some false alarms; the two-item floor keeps a single item's flip on a task near
         0 or 1 (where the binomial error is tiny) from raising one.
         """
-        if self.change >= 0:
-            return False
+        if self.change >= 0 or self.se is None or not self.items:
+            return False  # no item count recorded: "beyond noise" cannot be judged (the change is still shown)
         drop = -self.change
-        two_items = 1.5 / self.items if self.items else 0.0
-        return drop > (self.se or 0.0) and drop > two_items
+        return drop > self.se and drop > 1.5 / self.items
 
 
 def task_moves(
