@@ -361,7 +361,7 @@ def test_importance_leaves_out_the_deterministic_cost_and_shows_its_spread(tmp_p
 def test_family_report_flags_a_task_that_fell_while_its_suite_rose(tmp_path: Path) -> None:
     from recipe_opt.lineage import LineageStore
     from recipe_opt.report import write_family_report
-    from recipe_opt.report._family import skill_moves
+    from recipe_opt.report._skills import skill_moves
     from tests.reviewer import record_release, reviewer_study
 
     url = f"sqlite:///{tmp_path / 'fam.db'}"

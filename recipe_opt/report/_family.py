@@ -19,7 +19,8 @@ import optuna
 from recipe_opt._files import write_atomic
 from recipe_opt.evaluate import PRIMARY_METRIC
 from recipe_opt.lineage import LineageStore, VersionInfo
-from recipe_opt.study import StudyRecord, TaskMove, TrialRecord, search_price, task_moves
+from recipe_opt.report._skills import SkillMove, flag_line, skill_flags_html, skill_moves
+from recipe_opt.study import StudyRecord, TrialRecord, search_price
 
 __all__ = ["family_report_dir", "write_family_report"]
 
@@ -296,7 +297,7 @@ def _version_task_scores(v: VersionInfo) -> dict[str, float]:
     return {**v.task_scores(PRIMARY_METRIC), **own}  # the producing cycle's scores win
 
 
-def _skills_figure(versions: list[VersionInfo]) -> Any:
+def _skills_figure(versions: list[VersionInfo], moves: list[SkillMove]) -> Any:
     import plotly.graph_objects as go
 
     e = html.escape
@@ -316,7 +317,7 @@ def _skills_figure(versions: list[VersionInfo]) -> Any:
                 connectgaps=False,
             )
         )
-    flagged = [(v, m) for v, _, m in skill_moves(kept) if m.flagged]
+    flagged = [(v, m) for v, _, m in moves if m.flagged and v.status != "rejected"]
     if flagged:
         fig.add_trace(
             go.Scatter(
@@ -361,74 +362,6 @@ def _decisions_table(versions: list[VersionInfo]) -> str:
     return (
         '<table id="decisions"><tr><th>version</th><th>decision</th><th>cycle</th><th>against</th>'
         f"<th>reasons</th><th>gates (full fidelity)</th></tr>{''.join(rows)}</table>"
-    )
-
-
-def _version_tasks(v: VersionInfo, cycle: str) -> tuple[dict[str, dict[str, Any]], dict[str, list[str]]]:
-    """A version's every metric per task in one cycle's evaluation, and that cycle's suites."""
-    tasks: dict[str, dict[str, Any]] = {}
-    suites: dict[str, list[str]] = {}
-    for sc in v.evaluations:
-        if sc.cycle == cycle:
-            for task, metrics in sc.tasks.items():
-                tasks.setdefault(task, dict(metrics))
-            suites.setdefault(sc.suite, list(sc.tasks))
-    return tasks, suites
-
-
-def skill_moves(versions: list[VersionInfo]) -> list[tuple[VersionInfo, str, TaskMove]]:
-    """Each version made by `apply` against its parent, task by task, on the cycle that made it
-    (both scored on the same items then): (version, its parent, the move)."""
-    by_name = {v.name: v for v in versions}
-    out = []
-    for v in sorted(versions, key=lambda v: v.created_at):
-        d = v.decision
-        parent = by_name.get(v.parent or "")
-        if d is None or d.cycle is None or parent is None:
-            continue
-        after, suites = _version_tasks(v, d.cycle)
-        before, _ = _version_tasks(parent, d.cycle)
-        out += [(v, parent.name, m) for m in task_moves(before, after, suites)]
-    return out
-
-
-def _flag_line(versions: list[VersionInfo]) -> str:
-    """The page's first word on skills: which updates lost a task beyond noise."""
-    e = html.escape
-    flagged = [(v, p, m) for v, p, m in skill_moves(versions) if m.flagged]
-    if not flagged:
-        return '<p id="flag-line">No task fell beyond noise in any update.</p>'
-    items = "; ".join(f"{e(m.task)} {m.before:.3f} → {m.after:.3f} in {e(v.name)}" for v, _, m in flagged)
-    return (
-        f'<p id="flag-line" style="color:#b71c1c"><b>Regressed skills:</b> {items} '
-        '(<a href="#skill-flags">details</a>).</p>'
-    )
-
-
-def _skill_flags(versions: list[VersionInfo]) -> str:
-    e = html.escape
-    moves = skill_moves(versions)
-    flagged = [(v, p, m) for v, p, m in moves if m.flagged]
-    if not moves:
-        return "<p><i>No version made by <code>apply</code> has task scores to compare with its parent yet.</i></p>"
-    if not flagged:
-        return (
-            f'<p id="skill-flags">No task fell beyond noise in any update ({len(moves)} task scores compared, '
-            "each version against its parent on the cycle that made it).</p>"
-        )
-    rows = "".join(
-        f'<tr class="flagged"><td><code>{e(p)}</code> → <code>{e(v.name)}</code> ({e(v.status)})</td>'
-        f"<td>{e(m.task)}</td><td>{e(m.suite)}</td><td>{m.before:.3f}</td><td>{m.after:.3f}</td>"
-        f"<td>{m.change:+.3f}</td><td>{'' if m.se is None else format(m.se, '.3f')}</td><td>{m.items or ''}</td></tr>"
-        for v, p, m in flagged
-    )
-    return (
-        f'<p style="color:#b71c1c"><b>{len(flagged)} '
-        f"{'task' if len(flagged) == 1 else 'tasks'} fell beyond noise</b> in an update (more than one standard "
-        "error of the change, from the item count, and at least two items), each against the parent "
-        "on the cycle that made the version; the suite it belongs to may still have improved:</p>"
-        '<table id="skill-flags"><tr><th>update</th><th>task</th><th>suite</th><th>before</th><th>after</th>'
-        f"<th>change</th><th>standard error</th><th>items</th></tr>{rows}</table>"
     )
 
 
@@ -516,6 +449,7 @@ def write_family_report(store: LineageStore, storage_url: str, family: str, out_
             return str(pio.to_html(fig, include_plotlyjs="directory" if js else False, full_html=False, div_id=div_id))
 
         current = next((v for v in versions if v.is_current), None)
+        moves = skill_moves(versions)
         sections = [
             '<h2 id="lineage-section">Lineage</h2>',
             div(_tree_figure(versions, cycles), "lineage-tree", js=True),
@@ -530,8 +464,8 @@ def write_family_report(store: LineageStore, storage_url: str, family: str, out_
         else:
             sections.append("<p><i>No cycle of this family has a study in this storage yet.</i></p>")
         sections.append('<h2 id="skills-section">Skills across versions</h2>')
-        sections.append(_skill_flags(versions))
-        skills = _skills_figure(versions)
+        sections.append(skill_flags_html(moves))
+        skills = _skills_figure(versions, moves)
         sections.append(
             div(skills, "skills")
             if skills is not None
@@ -552,7 +486,7 @@ def write_family_report(store: LineageStore, storage_url: str, family: str, out_
 <h1>Model family <code>{e(family)}</code></h1>
 <p>{len(versions)} versions, {len(cycles)} update cycles. Current version:
 <code>{e(current.name) if current else "none"}</code>.</p>
-{_flag_line(versions)}
+{flag_line(moves)}
 {"".join(sections)}
 </body></html>
 """

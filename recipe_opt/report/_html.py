@@ -25,6 +25,7 @@ from recipe_opt.report._checklist import (
     write_summary,
 )
 from recipe_opt.report._decision import decision_html, pick_moves
+from recipe_opt.report._skills import move_cells
 from recipe_opt.report._text import inline
 from recipe_opt.study import StudyRecord
 
@@ -58,7 +59,7 @@ def _pareto_figure(record: StudyRecord, selected: int | None) -> Any:
     feasible = {t.number for t in complete if record.feasible(t)}
     # Which gates each infeasible trial missed, first in its hover label.
     missed = {
-        t.number: "<b>fails:</b> " + html.escape("; ".join(c.note for c in record.checks(t) if not c.passed)) + "<br>"
+        t.number: "<b>fails:</b> " + html.escape("; ".join(c.note for c in record.missed(t))) + "<br>"
         for t in complete
         if t.number not in feasible
     }
@@ -179,7 +180,7 @@ def _table(record: StudyRecord) -> str:
         summary = t.summary
         state = "QUEUED" if t.state == "WAITING" else t.state
         if t.complete:
-            failed = [c for c in record.checks(t) if not c.passed]
+            failed = record.missed(t)
             gates = "pass" if not failed else "fails " + "; ".join(c.note for c in failed)
         else:
             gates = ""
@@ -298,9 +299,7 @@ def _risks(record: StudyRecord, selected: int | None, applied: VersionInfo | Non
     if moves is not None:
         which, rows = moves
         body = "".join(
-            f'<tr class="{"flagged" if m.flagged else ""}"><td>{e(m.task)}</td><td>{e(m.suite)}</td>'
-            f"<td>{m.before:.3f}</td><td>{m.after:.3f}</td><td>{m.change:+.3f}</td>"
-            f"<td>{'' if m.se is None else format(m.se, '.3f')}</td><td>{m.items or ''}</td>"
+            f'<tr class="{"flagged" if m.flagged else ""}">{move_cells(m)}'
             f"<td>{'<b>fell beyond noise</b>' if m.flagged else ''}</td></tr>"
             for m in rows
         )

@@ -300,12 +300,16 @@ class StudyRecord:
                 best[key] = t
         return sorted(best.values(), key=lambda t: t.number)
 
+    def missed(self, t: TrialRecord) -> list[GateCheck]:
+        """The gates `t` fails (none: it is feasible)."""
+        return [c for c in self.checks(t) if not c.passed]
+
     def nearest_misses(self, k: int = 5) -> list[tuple[TrialRecord, list[GateCheck]]]:
         """The complete trials closest to passing every gate, with the gates each missed: fewest
         gates missed first, then the smallest total excess over the bounds."""
         misses = []
         for t in self.complete:
-            failed = [c for c in self.checks(t) if not c.passed]
+            failed = self.missed(t)
             if failed:
                 misses.append((t, failed))
         misses.sort(key=lambda m: (len(m[1]), sum(c.constraint or 0.0 for c in m[1]), m[0].number))
